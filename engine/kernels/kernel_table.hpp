@@ -1,0 +1,84 @@
+// The kernel table: every kernel family, compiled once per instruction set, resolved into one
+// table of function pointers plus the GEMM tile sizes (XNNPACK's approach). Kernels are pure
+// functions over pointers, sizes and strides; they do not validate (the ops do) and do not thread.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/isa.hpp"
+#include "engine/ops.hpp"
+
+namespace engine::kernels {
+
+// Blocking for the Goto/BLIS loops: an MR x NR register tile, KC deep, MC rows of A kept in L2,
+// at most NC columns per thread chunk. Data in one place per instruction set.
+struct GemmBlocking {
+  int mr, nr, kc, mc, nc;
+};
+
+// Packs rows [0, m) x cols [0, k) of A (row stride lda) into MR-row panels:
+//   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
+using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
+
+// Packs op(B) rows [0, k) x cols [0, n) into NR-column panels:
+//   out: [ceil(n / NR)][k][NR], columns past n zero-filled.
+// trans == false: op(B)[kk][j] = b[kk * ldb + j];  trans == true: op(B)[kk][j] = b[j * ldb + kk].
+using PackBFn = void (*)(std::int64_t k, std::int64_t n, const float* b, std::int64_t ldb, bool trans,
+                         float* out);
+
+// What happens when a C tile is stored.
+struct GemmStore {
+  bool accumulate;      // C += result (beta = 1) instead of C = result
+  bool epilogue;        // add bias and apply the activation (only on the last K block)
+  const float* bias;    // [n] for this call's columns, or null
+  Activation activation;
+};
+
+// C[m, n] (row stride ldc) op= A_packed · B_packed over kc, where A_packed holds ceil(m/MR)
+// panels [kc][MR] and B_packed holds ceil(n/NR) panels [kc][NR] (the layouts above).
+using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a_packed,
+                             const float* b_packed, float* c, std::int64_t ldc, const GemmStore& store);
+
+// One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
+//   y[j] = exp(v[j] - max) / sum,  v[j] = x[j] * scale + bias_a[j] + bias_b[j]  for j < visible,
+//   y[j] = 0 for j >= visible, and y = 0 everywhere if every v is -inf (a fully masked row).
+// bias_a and bias_b are additive masks (0 or -inf, or any float) and may be null.
+using SoftmaxRowFn = void (*)(std::int64_t visible, std::int64_t n, const float* x, float* y, float scale,
+                              const float* bias_a, const float* bias_b);
+
+// One LayerNorm row: s = x + residual (residual may be null), y = (s - mean) / sqrt(var + eps) *
+// gamma + beta; s is written to sum_out when that is not null. y may alias x.
+using LayerNormRowFn = void (*)(std::int64_t n, const float* x, const float* residual, const float* gamma,
+                                const float* beta, float eps, float* y, float* sum_out);
+
+// x[i] = act(x[i]), in place.
+using ActivationFn = void (*)(Activation act, std::int64_t n, float* x);
+// x[i] += bias[i].
+using BiasAddFn = void (*)(std::int64_t n, const float* bias, float* x);
+// y[i] = exp(x[i]) with the vectorized exp the softmax uses (exposed for its accuracy tests).
+using ExpFn = void (*)(std::int64_t n, const float* x, float* y);
+
+struct KernelTable {
+  Isa isa;
+  const char* gemm_name;  // e.g. "f32_gemm_12x32__avx512"
+  GemmBlocking gemm;
+  PackAFn pack_a;
+  PackBFn pack_b;
+  GemmMacroFn gemm_macro;
+  SoftmaxRowFn softmax_row;
+  LayerNormRowFn layer_norm_row;
+  ActivationFn activation;
+  BiasAddFn bias_add;
+  ExpFn exp;
+};
+
+const KernelTable& table_for(Isa isa);
+// The table of active_isa().
+const KernelTable& active();
+
+// Defined in isa_<name>.cpp, each compiled with its own instruction-set flags.
+const KernelTable& avx512_table();
+const KernelTable& avx2_table();
+const KernelTable& portable_table();
+
+}  // namespace engine::kernels

@@ -1,0 +1,372 @@
+// Every kernel family, written once over xsimd::batch<float, Arch> and instantiated by one small
+// file per instruction set (isa_avx512.cpp, isa_avx2.cpp, isa_portable.cpp), each compiled with its
+// own flags. Everything here lives in an anonymous namespace and calls no out-of-line std::
+// templates: a helper shared by two ISA files could be emitted once with AVX-512 code and then
+// run on an AVX2 machine (xsimd issue 633).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+#include <xsimd/xsimd.hpp>
+
+#include "engine/kernels/kernel_table.hpp"
+
+namespace engine::kernels {
+namespace {
+
+using i64 = std::int64_t;
+
+inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
+
+template <class Arch>
+float horizontal_max(xsimd::batch<float, Arch> v) {
+  alignas(64) float lanes[xsimd::batch<float, Arch>::size];
+  v.store_aligned(lanes);
+  float m = lanes[0];
+  for (std::size_t i = 1; i < xsimd::batch<float, Arch>::size; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// exp: Cody–Waite range reduction x = n·ln2 + r, |r| <= ln2/2, then a degree-6 polynomial for
+// e^r (Cephes expf's coefficients) and 2^n rebuilt in the exponent bits. Results below FLT_MIN
+// (x < -87.336) are flushed to 0, so masked (-inf) scores give exactly 0; x > 88.722 gives +inf.
+// Measured accuracy is stated in docs/KERNELS.md and checked by tests/kernels/exp_test.cpp.
+template <class Arch>
+xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
+  using B = xsimd::batch<float, Arch>;
+  using I = xsimd::batch<std::int32_t, Arch>;
+  const B max_x(88.72283935546875f), min_x(-87.33654022216797f);
+  const auto overflow = x > max_x;
+  const auto underflow = x < min_x;  // also true for -inf
+  x = xsimd::min(xsimd::max(x, min_x), max_x);
+  const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
+  B r = xsimd::fnma(n, B(0.693359375f), x);  // ln2 split: hi part exact in float
+  r = xsimd::fnma(n, B(-2.12194440e-4f), r);
+  B p(1.9875691500e-4f);
+  p = xsimd::fma(p, r, B(1.3981999507e-3f));
+  p = xsimd::fma(p, r, B(8.3334519073e-3f));
+  p = xsimd::fma(p, r, B(4.1665795894e-2f));
+  p = xsimd::fma(p, r, B(1.6666665459e-1f));
+  p = xsimd::fma(p, r, B(5.0000001201e-1f));
+  B y = xsimd::fma(p, r * r, r) + B(1.0f);
+  // 2^n as two normal factors, so that n = 128 (x near 88.72) and n = -126 are both exact.
+  const I ni = xsimd::to_int(n);
+  const I half = xsimd::select(ni > I(0), I(1), I(0));
+  const B scale_a = xsimd::bitwise_cast<B>((ni - half + I(127)) << 23);
+  const B scale_b = xsimd::bitwise_cast<B>((half + I(127)) << 23);
+  y = y * scale_a * scale_b;
+  y = xsimd::select(underflow, B(0.0f), y);
+  return xsimd::select(overflow, B(INFINITY), y);
+}
+
+template <class Arch>
+void exp_array(i64 n, const float* x, float* y) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  i64 i = 0;
+  for (; i + W <= n; i += W) exp_vec<Arch>(B::load_unaligned(x + i)).store_unaligned(y + i);
+  if (i < n) {
+    alignas(64) float tmp[W];
+    for (i64 j = 0; j < W; ++j) tmp[j] = i + j < n ? x[i + j] : 0.0f;
+    exp_vec<Arch>(B::load_aligned(tmp)).store_aligned(tmp);
+    for (i64 j = 0; i + j < n; ++j) y[i + j] = tmp[j];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations, vectorized. GELU(erf) = x/2 (1 + erf(x/√2)); GELU(tanh) = x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))).
+template <class Arch>
+xsimd::batch<float, Arch> activate(Activation act, xsimd::batch<float, Arch> x) {
+  using B = xsimd::batch<float, Arch>;
+  switch (act) {
+    case Activation::none: return x;
+    case Activation::relu: return xsimd::max(x, B(0.0f));
+    case Activation::gelu_erf: return B(0.5f) * x * (B(1.0f) + xsimd::erf(x * B(0.70710678118654752f)));
+    case Activation::gelu_tanh: {
+      const B inner = B(0.79788456080286536f) * xsimd::fma(B(0.044715f) * x, x * x, x);
+      return B(0.5f) * x * (B(1.0f) + xsimd::tanh(inner));
+    }
+  }
+  return x;
+}
+
+template <class Arch>
+void activation_array(Activation act, i64 n, float* x) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  if (act == Activation::none) return;
+  i64 i = 0;
+  for (; i + W <= n; i += W) activate<Arch>(act, B::load_unaligned(x + i)).store_unaligned(x + i);
+  if (i < n) {
+    alignas(64) float tmp[W] = {};
+    for (i64 j = 0; i + j < n; ++j) tmp[j] = x[i + j];
+    activate<Arch>(act, B::load_aligned(tmp)).store_aligned(tmp);
+    for (i64 j = 0; i + j < n; ++j) x[i + j] = tmp[j];
+  }
+}
+
+template <class Arch>
+void bias_add_array(i64 n, const float* bias, float* x) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  i64 i = 0;
+  for (; i + W <= n; i += W) (B::load_unaligned(x + i) + B::load_unaligned(bias + i)).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] += bias[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM. The micro-kernel keeps an MR x (NV·W) tile of C in registers: each k step loads NV vectors
+// of the packed B panel and broadcasts MR values of the packed A panel.
+template <class Arch, int MR, int NV>
+struct Gemm {
+  using B = xsimd::batch<float, Arch>;
+  static constexpr int W = static_cast<int>(B::size);
+  static constexpr int NR = NV * W;
+
+  // Rows [0, ROWS) of one tile; ROWS <= MR covers the bottom edge of C without a temporary.
+  //   a: [kc][MR] packed A panel, b: [kc][NR] packed B panel, c: ROWS x NR at row stride ldc.
+  template <int ROWS>
+  static void micro(i64 kc, const float* __restrict a, const float* __restrict b, float* c, i64 ldc,
+                    const GemmStore& store, const float* bias) {
+    B acc[ROWS][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = B(0.0f);
+
+    for (i64 k = 0; k < kc; ++k) {
+      B bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = B::load_aligned(b + v * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < ROWS; ++i) {
+        const B ai(a[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
+      }
+      a += MR;
+      b += NR;
+    }
+
+#pragma GCC unroll 16
+    for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* dst = c + i * ldc + v * W;
+        B r = acc[i][v];
+        if (store.accumulate) r += B::load_unaligned(dst);
+        if (store.epilogue) {
+          if (bias != nullptr) r += B::load_unaligned(bias + v * W);
+          r = activate<Arch>(store.activation, r);
+        }
+        r.store_unaligned(dst);
+      }
+    }
+  }
+
+  using MicroFn = void (*)(i64, const float*, const float*, float*, i64, const GemmStore&, const float*);
+
+  template <int... R>
+  static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
+    return std::array<MicroFn, MR>{&micro<R + 1>...};
+  }
+  static constexpr std::array<MicroFn, MR> micro_by_rows = make_micro_table(std::make_integer_sequence<int, MR>{});
+
+  static void macro(i64 m, i64 n, i64 kc, const float* a_packed, const float* b_packed, float* c, i64 ldc,
+                    const GemmStore& store) {
+    for (i64 j = 0; j < n; j += NR) {
+      const float* b_panel = b_packed + (j / NR) * kc * NR;
+      const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
+      const i64 cols = imin(NR, n - j);
+      for (i64 i = 0; i < m; i += MR) {
+        const float* a_panel = a_packed + (i / MR) * kc * MR;
+        const i64 rows = imin(MR, m - i);
+        float* c_tile = c + i * ldc + j;
+        if (cols == NR) {
+          micro_by_rows[rows - 1](kc, a_panel, b_panel, c_tile, ldc, store, bias);
+        } else {
+          // Right edge: run the full tile into a temporary (the padded B columns are zero), with
+          // the same arithmetic as a full tile, then copy the valid columns.
+          alignas(64) float tile[MR * NR];
+          alignas(64) float bias_tile[NR] = {};
+          for (i64 r = 0; r < rows; ++r)
+            for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
+          if (bias != nullptr)
+            for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
+          micro_by_rows[rows - 1](kc, a_panel, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
+          for (i64 r = 0; r < rows; ++r)
+            for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
+        }
+      }
+    }
+  }
+
+  static void pack_a(i64 m, i64 k, const float* a, i64 lda, float* out) {
+    for (i64 i = 0; i < m; i += MR) {
+      const i64 rows = imin(MR, m - i);
+      float* panel = out + (i / MR) * k * MR;
+      for (i64 r = 0; r < rows; ++r) {
+        const float* src = a + (i + r) * lda;
+        for (i64 kk = 0; kk < k; ++kk) panel[kk * MR + r] = src[kk];
+      }
+      for (i64 r = rows; r < MR; ++r)
+        for (i64 kk = 0; kk < k; ++kk) panel[kk * MR + r] = 0.0f;
+    }
+  }
+
+  static void pack_b(i64 k, i64 n, const float* b, i64 ldb, bool trans, float* out) {
+    for (i64 j = 0; j < n; j += NR) {
+      const i64 cols = imin(NR, n - j);
+      float* panel = out + (j / NR) * k * NR;
+      if (!trans) {
+        for (i64 kk = 0; kk < k; ++kk) {
+          const float* src = b + kk * ldb + j;
+          float* dst = panel + kk * NR;
+          if (cols == NR) {
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) B::load_unaligned(src + v * W).store_aligned(dst + v * W);
+          } else {
+            for (i64 q = 0; q < NR; ++q) dst[q] = q < cols ? src[q] : 0.0f;
+          }
+        }
+      } else {
+        for (i64 q = 0; q < cols; ++q) {
+          const float* src = b + (j + q) * ldb;
+          for (i64 kk = 0; kk < k; ++kk) panel[kk * NR + q] = src[kk];
+        }
+        for (i64 q = cols; q < NR; ++q)
+          for (i64 kk = 0; kk < k; ++kk) panel[kk * NR + q] = 0.0f;
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Masked softmax over one row; see SoftmaxRowFn. Three passes: scaled+masked scores and their max,
+// exponentials and their sum, normalisation.
+template <class Arch>
+void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
+                 const float* bias_b) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  const B vscale(scale);
+  // Pass 1: v = x·scale + masks, stored in y; running max. The tail is padded with -inf.
+  B vmax(-INFINITY);
+  i64 j = 0;
+  for (; j + W <= visible; j += W) {
+    B v = B::load_unaligned(x + j) * vscale;
+    if (bias_a != nullptr) v += B::load_unaligned(bias_a + j);
+    if (bias_b != nullptr) v += B::load_unaligned(bias_b + j);
+    v.store_unaligned(y + j);
+    vmax = xsimd::max(vmax, v);
+  }
+  const i64 tail = visible - j;
+  alignas(64) float tail_v[W];
+  if (tail > 0) {
+    for (i64 t = 0; t < W; ++t) {
+      if (t < tail) {
+        float v = x[j + t] * scale;
+        if (bias_a != nullptr) v += bias_a[j + t];
+        if (bias_b != nullptr) v += bias_b[j + t];
+        tail_v[t] = v;
+      } else {
+        tail_v[t] = -INFINITY;
+      }
+    }
+    vmax = xsimd::max(vmax, B::load_aligned(tail_v));
+  }
+  const float row_max = horizontal_max<Arch>(vmax);
+  if (!(row_max > -INFINITY)) {  // every key masked (or no key visible): defined as zeros
+    std::memset(y, 0, static_cast<std::size_t>(n) * sizeof(float));
+    return;
+  }
+  // Pass 2: e = exp(v - max) and the sum. Lanes are summed in a fixed order, so the result does
+  // not depend on how rows are split across threads.
+  const B vrow_max(row_max);
+  B vsum(0.0f);
+  for (j = 0; j + W <= visible; j += W) {
+    const B e = exp_vec<Arch>(B::load_unaligned(y + j) - vrow_max);
+    e.store_unaligned(y + j);
+    vsum += e;
+  }
+  if (tail > 0) {
+    const B e = exp_vec<Arch>(B::load_aligned(tail_v) - vrow_max);  // padding lanes give exp(-inf) = 0
+    e.store_aligned(tail_v);
+    vsum += e;
+  }
+  const B inv(1.0f / xsimd::hadd(vsum));
+  // Pass 3: normalise; masked positions are written as 0.
+  for (j = 0; j + W <= visible; j += W) (B::load_unaligned(y + j) * inv).store_unaligned(y + j);
+  if (tail > 0) {
+    (B::load_aligned(tail_v) * inv).store_aligned(tail_v);
+    for (i64 t = 0; t < tail; ++t) y[j + t] = tail_v[t];
+  }
+  for (i64 k = visible; k < n; ++k) y[k] = 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm over one row; see LayerNormRowFn. Two-pass variance for accuracy.
+template <class Arch>
+void layer_norm_row(i64 n, const float* x, const float* residual, const float* gamma, const float* beta,
+                    float eps, float* y, float* sum_out) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  float* s = sum_out != nullptr ? sum_out : y;  // where x + residual lives during the passes
+  B vsum(0.0f);
+  float tail_sum = 0.0f;
+  i64 j = 0;
+  for (; j + W <= n; j += W) {
+    B v = B::load_unaligned(x + j);
+    if (residual != nullptr) v += B::load_unaligned(residual + j);
+    v.store_unaligned(s + j);
+    vsum += v;
+  }
+  for (; j < n; ++j) {
+    const float v = x[j] + (residual != nullptr ? residual[j] : 0.0f);
+    s[j] = v;
+    tail_sum += v;
+  }
+  const float mean = (xsimd::hadd(vsum) + tail_sum) / static_cast<float>(n);
+  const B vmean(mean);
+  B vvar(0.0f);
+  float tail_var = 0.0f;
+  for (j = 0; j + W <= n; j += W) {
+    const B d = B::load_unaligned(s + j) - vmean;
+    vvar = xsimd::fma(d, d, vvar);
+  }
+  for (; j < n; ++j) tail_var += (s[j] - mean) * (s[j] - mean);
+  const float var = (xsimd::hadd(vvar) + tail_var) / static_cast<float>(n);
+  const float rstd = 1.0f / std::sqrt(var + eps);
+  const B vrstd(rstd);
+  for (j = 0; j + W <= n; j += W) {
+    const B d = (B::load_unaligned(s + j) - vmean) * vrstd;
+    xsimd::fma(d, B::load_unaligned(gamma + j), B::load_unaligned(beta + j)).store_unaligned(y + j);
+  }
+  for (; j < n; ++j) y[j] = (s[j] - mean) * rstd * gamma[j] + beta[j];
+}
+
+// ---------------------------------------------------------------------------------------------
+template <class Arch, int MR, int NV>
+KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
+  using G = Gemm<Arch, MR, NV>;
+  return KernelTable{
+      isa,
+      gemm_name,
+      GemmBlocking{MR, G::NR, kc, mc, nc},
+      &G::pack_a,
+      &G::pack_b,
+      &G::macro,
+      &softmax_row<Arch>,
+      &layer_norm_row<Arch>,
+      &activation_array<Arch>,
+      &bias_add_array<Arch>,
+      &exp_array<Arch>,
+  };
+}
+
+}  // namespace
+}  // namespace engine::kernels

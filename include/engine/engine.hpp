@@ -1,0 +1,13 @@
+// The umbrella header of the engine library.
+#pragma once
+
+#include "engine/arena.hpp"
+#include "engine/error.hpp"
+#include "engine/isa.hpp"
+#include "engine/ops.hpp"
+#include "engine/tensor.hpp"
+
+namespace engine {
+// The library's version, "major.minor.patch".
+const char* version();
+}  // namespace engine

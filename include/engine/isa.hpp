@@ -1,0 +1,33 @@
+// Instruction-set selection. The library holds one copy of every kernel per instruction set and
+// chooses once, at first use, the best one this CPU (and ENGINE_MAX_ISA) allows.
+#pragma once
+
+#include <vector>
+
+namespace engine {
+
+// Ordered from least to most capable.
+enum class Isa {
+  portable,  // x86-64 baseline (SSE2) build of the xsimd kernels; runs anywhere
+  avx2,      // AVX2 + FMA
+  avx512,    // AVX-512 F/BW/DQ/VL
+};
+
+const char* isa_name(Isa isa);
+
+// Best instruction set the CPU and the operating system support.
+Isa detected_isa();
+
+// The instruction set the kernels run with: detected_isa() capped by the environment variable
+// ENGINE_MAX_ISA=avx512|avx2|scalar ("scalar" selects the portable build). An unknown value is an
+// engine::Error at first use.
+Isa active_isa();
+
+// Every instruction set this machine can run, least capable first.
+std::vector<Isa> available_isas();
+
+// Switches the kernels used by every op from now on (tests and benchmarks compare ISAs this way).
+// Throws engine::Error if the CPU cannot run `isa`. Not thread-safe with concurrent ops.
+void set_active_isa(Isa isa);
+
+}  // namespace engine
