@@ -1,0 +1,192 @@
+// SGEMM against the double-precision reference, for every instruction set, at every tile edge.
+//
+// Tolerance: |got - ref| <= max(abs_tol, |ref| * rel_tol) with rel_tol = 2e-6 * sqrt(K) + 1e-6 and
+// abs_tol = 4e-6 * sqrt(K): inputs are uniform in [-1, 1], so float rounding of a length-K dot
+// product grows like sqrt(K) · eps; GELU adds its own ~1e-6 relative error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/error.hpp"
+#include "engine/kernels/kernel_table.hpp"
+#include "engine/ops.hpp"
+#include "reference.hpp"
+#include "test_util.hpp"
+
+namespace engine::test {
+namespace {
+
+using i64 = std::int64_t;
+
+struct GemmCase {
+  i64 M, N, K;
+  Transpose trans = Transpose::no;
+  float beta = 0.0f;
+  bool bias = false;
+  Activation act = Activation::none;
+  i64 pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per row: non-contiguous leading dimensions
+  bool packed = false;
+};
+
+std::string describe(const GemmCase& c) {
+  return "M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+         (c.trans == Transpose::yes ? " B^T" : " B") + " beta=" + std::to_string(static_cast<int>(c.beta)) +
+         (c.bias ? " bias" : "") + " act=" + activation_name(c.act) + (c.packed ? " packed" : "") +
+         " pads=" + std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," + std::to_string(c.pad_c);
+}
+
+void run_case(const GemmCase& c, std::uint32_t seed) {
+  const i64 lda = c.K + c.pad_a;
+  const i64 ldb = (c.trans == Transpose::yes ? c.K : c.N) + c.pad_b;
+  const i64 ldc = c.N + c.pad_c;
+  const i64 b_rows = c.trans == Transpose::yes ? c.N : c.K;
+  const auto A = random_vector(static_cast<std::size_t>(c.M * lda), seed);
+  const auto B = random_vector(static_cast<std::size_t>(b_rows * ldb), seed + 1);
+  const auto bias = random_vector(static_cast<std::size_t>(c.N), seed + 2);
+  auto C = random_vector(static_cast<std::size_t>(c.M * ldc), seed + 3);
+  const std::vector<float> C0 = C;
+  const float* bias_ptr = c.bias ? bias.data() : nullptr;
+  const auto want = ref_gemm(c.M, c.N, c.K, A.data(), lda, B.data(), ldb, c.trans, C0.data(), ldc, c.beta, bias_ptr, c.act);
+
+  const GemmEpilogue ep{bias_ptr, c.act};
+  if (c.packed) {
+    const PackedMatrix P = pack_matrix(c.K, c.N, B.data(), ldb, c.trans);
+    gemm_packed(c.M, A.data(), lda, P, C.data(), ldc, c.beta, ep);
+  } else {
+    gemm(c.M, c.N, c.K, A.data(), lda, B.data(), ldb, c.trans, C.data(), ldc, c.beta, ep);
+  }
+  const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(c.K));
+  const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(c.K)) + 1e-6;
+  std::vector<float> got(static_cast<std::size_t>(c.M * c.N));
+  for (i64 i = 0; i < c.M; ++i)
+    for (i64 j = 0; j < c.N; ++j) got[static_cast<std::size_t>(i * c.N + j)] = C[static_cast<std::size_t>(i * ldc + j)];
+  ASSERT_TRUE(all_close(got.data(), want.data(), got.size(), abs_tol, rel_tol)) << describe(c);
+  // The padding between rows of C must be untouched.
+  for (i64 i = 0; i < c.M; ++i)
+    for (i64 j = c.N; j < ldc; ++j)
+      ASSERT_EQ(C[static_cast<std::size_t>(i * ldc + j)], C0[static_cast<std::size_t>(i * ldc + j)])
+          << "padding of C written at row " << i << " col " << j << ", " << describe(c);
+}
+
+class GemmTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  IsaScope scope_{GetParam()};
+  const kernels::GemmBlocking& blk() const { return kernels::table_for(GetParam()).gemm; }
+};
+
+// Sizes just below, at and above a block size b, plus 1.
+std::vector<i64> edges(i64 b) {
+  std::vector<i64> v{1};
+  for (i64 d : {b - 1, b, b + 1})
+    if (d >= 1) v.push_back(d);
+  return v;
+}
+
+TEST_P(GemmTest, RegisterTileEdges) {
+  // Every M around MR (and 2·MR) against every N around NR (and 2·NR), both op(B) forms.
+  std::uint32_t seed = 1;
+  std::vector<i64> ms = edges(blk().mr), ns = edges(blk().nr);
+  ms.push_back(2 * blk().mr + 1);
+  ns.push_back(2 * blk().nr - 1);
+  for (i64 m : ms)
+    for (i64 n : ns)
+      for (Transpose t : {Transpose::no, Transpose::yes}) run_case({m, n, 13, t}, seed++);
+}
+
+TEST_P(GemmTest, KBlockEdges) {
+  std::uint32_t seed = 100;
+  for (i64 k : edges(blk().kc)) {
+    run_case({blk().mr + 1, blk().nr + 3, k, Transpose::no}, seed++);
+    run_case({blk().mr + 1, blk().nr + 3, k, Transpose::yes, 1.0f}, seed++);
+  }
+  run_case({7, 19, 2 * blk().kc + 1, Transpose::no, 1.0f, true, Activation::relu}, seed++);
+}
+
+TEST_P(GemmTest, CacheBlockEdges) {
+  std::uint32_t seed = 200;
+  for (i64 m : edges(blk().mc)) run_case({m, 2 * blk().nr + 5, 37, Transpose::no, 0.0f, true}, seed++);
+  for (i64 n : edges(blk().nc)) run_case({blk().mr + 2, n, 29, Transpose::yes}, seed++);
+}
+
+TEST_P(GemmTest, PrimesAndOddStrides) {
+  std::uint32_t seed = 300;
+  for (i64 m : {2, 3, 5, 11, 31, 97})
+    for (i64 n : {3, 17, 53})
+      run_case({m, n, 41, m % 2 ? Transpose::yes : Transpose::no, 0.0f, false, Activation::none, 3, 5, 7}, seed++);
+  run_case({127, 131, 257, Transpose::no, 1.0f, true, Activation::gelu_erf, 1, 2, 3}, seed++);
+}
+
+TEST_P(GemmTest, EveryEpilogueAndBeta) {
+  std::uint32_t seed = 400;
+  for (Activation act : {Activation::none, Activation::relu, Activation::gelu_erf, Activation::gelu_tanh})
+    for (float beta : {0.0f, 1.0f})
+      for (bool bias : {false, true})
+        for (Transpose t : {Transpose::no, Transpose::yes})
+          run_case({blk().mr + 5, blk().nr + 7, 70, t, beta, bias, act}, seed++);
+}
+
+TEST_P(GemmTest, PackedWeightsMatchUnpacked) {
+  std::uint32_t seed = 500;
+  for (Transpose t : {Transpose::no, Transpose::yes})
+    for (i64 k : {1, 64, blk().kc + 1}) {
+      run_case({29, 2 * blk().nr + 1, k, t, 0.0f, true, Activation::gelu_erf, 0, 2, 0, true}, seed++);
+      run_case({1, 96, k, t, 1.0f, false, Activation::relu, 0, 0, 4, true}, seed++);
+    }
+}
+
+TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
+  const i64 M = 3 * blk().mc + 7, N = 3 * blk().nr + 5, K = blk().kc + 9;
+  const auto A = random_vector(static_cast<std::size_t>(M * K), 7);
+  const auto B = random_vector(static_cast<std::size_t>(N * K), 8);
+  const auto bias = random_vector(static_cast<std::size_t>(N), 9);
+  std::vector<float> first;
+  for (int threads : {1, 2, 3, 4}) {
+    set_num_threads(threads);
+    std::vector<float> C(static_cast<std::size_t>(M * N));
+    gemm(M, N, K, A.data(), K, B.data(), K, Transpose::yes, C.data(), N, 0.0f, {bias.data(), Activation::gelu_erf});
+    if (first.empty()) first = C;
+    ASSERT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float))) << threads << " threads differ from 1";
+  }
+  set_num_threads(0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, GemmTest, ::testing::ValuesIn(test_isas()), isa_param_name);
+
+TEST(GemmErrors, BadArgumentsNameTheProblem) {
+  std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64, 0.0f);
+  auto expect_error = [](auto&& call, const std::string& needle) {
+    try {
+      call();
+      FAIL() << "expected engine::Error containing '" << needle << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { gemm(0, 4, 4, a.data(), 4, b.data(), 4, Transpose::no, c.data(), 4); }, "M=0");
+  expect_error([&] { gemm(4, 4, 4, a.data(), 3, b.data(), 4, Transpose::no, c.data(), 4); }, "lda");
+  expect_error([&] { gemm(4, 4, 4, a.data(), 4, b.data(), 3, Transpose::yes, c.data(), 4); }, "ldb");
+  expect_error([&] { gemm(4, 4, 4, a.data(), 4, b.data(), 4, Transpose::no, c.data(), 2); }, "ldc");
+  expect_error([&] { gemm(4, 4, 4, a.data(), 4, b.data(), 4, Transpose::no, c.data(), 4, 0.5f); }, "beta");
+  expect_error([&] { gemm(4, 4, 4, nullptr, 4, b.data(), 4, Transpose::no, c.data(), 4); }, "A is null");
+  expect_error([&] { (void)pack_matrix(0, 4, b.data(), 4, Transpose::no); }, "K and N");
+  expect_error([&] { gemm_packed(4, a.data(), 4, PackedMatrix{}, c.data(), 4); }, "empty");
+}
+
+TEST(GemmErrors, PackedForAnotherIsaIsRejected) {
+  const auto isas = test_isas();
+  if (isas.size() < 2) GTEST_SKIP() << "only one instruction set on this machine";
+  std::vector<float> a(16, 1.0f), b(16, 1.0f), c(16, 0.0f);
+  PackedMatrix p;
+  {
+    IsaScope s(isas.back());
+    p = pack_matrix(4, 4, b.data(), 4, Transpose::no);
+  }
+  IsaScope s(isas.front());
+  EXPECT_THROW(gemm_packed(4, a.data(), 4, p, c.data(), 4), Error);
+}
+
+}  // namespace
+}  // namespace engine::test
