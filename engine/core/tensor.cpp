@@ -64,7 +64,8 @@ TensorView TensorView::transposed(int a, int b) const {
 TensorView TensorView::split(int axis, std::int64_t outer, std::int64_t inner) const {
   check_axis(axis);
   if (rank_ == kMaxRank) fail("TensorView::split: rank ", rank_, " is already the maximum");
-  if (outer * inner != shape_[axis])
+  std::int64_t product = 0;
+  if (outer < 0 || inner < 0 || __builtin_mul_overflow(outer, inner, &product) || product != shape_[axis])
     fail("TensorView::split: ", outer, " x ", inner, " != dimension ", axis, " of ", shape_string());
   TensorView v = *this;
   for (int a = rank_; a > axis + 1; --a) {

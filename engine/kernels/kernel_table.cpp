@@ -1,5 +1,7 @@
 #include "engine/kernels/kernel_table.hpp"
 
+#include <chrono>
+
 #include "engine/error.hpp"
 
 namespace engine::kernels {
@@ -17,3 +19,35 @@ const KernelTable& table_for(Isa isa) {
 const KernelTable& active() { return table_for(active_isa()); }
 
 }  // namespace engine::kernels
+
+namespace engine {
+
+double measure_fma_peak_gflops(int threads, double seconds) {
+  if (threads < 1) fail("measure_fma_peak_gflops: threads must be >= 1, got ", threads);
+  const kernels::KernelTable& kt = kernels::active();
+  const auto now = [] { return std::chrono::steady_clock::now(); };
+  // Calibrate on one thread (which also wakes the core up), then time the real run.
+  std::int64_t iters = 1 << 14;
+  volatile float sink = 0.0f;
+  for (;;) {
+    const auto t0 = now();
+    sink = sink + kt.fma_probe(iters);
+    const double dt = std::chrono::duration<double>(now() - t0).count();
+    if (dt >= seconds / 4 || iters > (std::int64_t{1} << 40)) {
+      iters = static_cast<std::int64_t>(static_cast<double>(iters) * seconds / (dt > 0 ? dt : 1e-9));
+      break;
+    }
+    iters *= 4;
+  }
+  if (iters < 1) iters = 1;
+  float total = 0.0f;
+  const auto t0 = now();
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  total += kt.fma_probe(iters);
+  const double dt = std::chrono::duration<double>(now() - t0).count();
+  const double flops = static_cast<double>(iters) * 16.0 * kt.vector_floats * 2.0 * threads;
+  sink = sink + total;
+  return flops / dt / 1e9;
+}
+
+}  // namespace engine

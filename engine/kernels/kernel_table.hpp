@@ -16,10 +16,6 @@ struct GemmBlocking {
   int mr, nr, kc, mc, nc;
 };
 
-// Packs rows [0, m) x cols [0, k) of A (row stride lda) into MR-row panels:
-//   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
-using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
-
 // Packs op(B) rows [0, k) x cols [0, n) into NR-column panels:
 //   out: [ceil(n / NR)][k][NR], columns past n zero-filled.
 // trans == false: op(B)[kk][j] = b[kk * ldb + j];  trans == true: op(B)[kk][j] = b[j * ldb + kk].
@@ -34,9 +30,9 @@ struct GemmStore {
   Activation activation;
 };
 
-// C[m, n] (row stride ldc) op= A_packed · B_packed over kc, where A_packed holds ceil(m/MR)
-// panels [kc][MR] and B_packed holds ceil(n/NR) panels [kc][NR] (the layouts above).
-using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a_packed,
+// C[m, n] (row stride ldc) op= A[m, kc] (row stride lda, read in place) · B_packed over kc, where
+// B_packed holds ceil(n/NR) panels [kc][NR] (the layout above).
+using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
                              const float* b_packed, float* c, std::int64_t ldc, const GemmStore& store);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
@@ -57,12 +53,13 @@ using ActivationFn = void (*)(Activation act, std::int64_t n, float* x);
 using BiasAddFn = void (*)(std::int64_t n, const float* bias, float* x);
 // y[i] = exp(x[i]) with the vectorized exp the softmax uses (exposed for its accuracy tests).
 using ExpFn = void (*)(std::int64_t n, const float* x, float* y);
+// Register-only FMA loop for measuring the peak: iters x 16 vector FMAs; returns a value to keep.
+using FmaProbeFn = float (*)(std::int64_t iters);
 
 struct KernelTable {
   Isa isa;
   const char* gemm_name;  // e.g. "f32_gemm_12x32__avx512"
   GemmBlocking gemm;
-  PackAFn pack_a;
   PackBFn pack_b;
   GemmMacroFn gemm_macro;
   SoftmaxRowFn softmax_row;
@@ -70,6 +67,8 @@ struct KernelTable {
   ActivationFn activation;
   BiasAddFn bias_add;
   ExpFn exp;
+  FmaProbeFn fma_probe;
+  int vector_floats;  // floats per vector register
 };
 
 const KernelTable& table_for(Isa isa);

@@ -34,7 +34,7 @@ float horizontal_max(xsimd::batch<float, Arch> v) {
 // exp: Cody–Waite range reduction x = n·ln2 + r, |r| <= ln2/2, then a degree-6 polynomial for
 // e^r (Cephes expf's coefficients) and 2^n rebuilt in the exponent bits. Results below FLT_MIN
 // (x < -87.336) are flushed to 0, so masked (-inf) scores give exactly 0; x > 88.722 gives +inf.
-// Measured accuracy is stated in docs/KERNELS.md and checked by tests/kernels/exp_test.cpp.
+// Measured accuracy is stated in engine/kernels/README.md and checked by tests/kernels/exp_test.cpp.
 template <class Arch>
 xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   using B = xsimd::batch<float, Arch>;
@@ -120,7 +120,7 @@ void bias_add_array(i64 n, const float* bias, float* x) {
 
 // ---------------------------------------------------------------------------------------------
 // GEMM. The micro-kernel keeps an MR x (NV·W) tile of C in registers: each k step loads NV vectors
-// of the packed B panel and broadcasts MR values of the packed A panel.
+// of the packed B panel and broadcasts one value from each of MR rows of A.
 template <class Arch, int MR, int NV>
 struct Gemm {
   using B = xsimd::batch<float, Arch>;
@@ -128,9 +128,11 @@ struct Gemm {
   static constexpr int NR = NV * W;
 
   // Rows [0, ROWS) of one tile; ROWS <= MR covers the bottom edge of C without a temporary.
-  //   a: [kc][MR] packed A panel, b: [kc][NR] packed B panel, c: ROWS x NR at row stride ldc.
+  //   a: ROWS rows of A read in place (row stride lda, MLAS-style broadcasts: packing A costs as
+  //      much as the arithmetic when N is small), b: [kc][NR] packed B panel,
+  //   c: ROWS x NR at row stride ldc.
   template <int ROWS>
-  static void micro(i64 kc, const float* __restrict a, const float* __restrict b, float* c, i64 ldc,
+  static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, float* c, i64 ldc,
                     const GemmStore& store, const float* bias) {
     B acc[ROWS][NV];
 #pragma GCC unroll 16
@@ -144,11 +146,10 @@ struct Gemm {
       for (int v = 0; v < NV; ++v) bv[v] = B::load_aligned(b + v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
-        const B ai(a[i]);
+        const B ai(a[i * lda + k]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
       }
-      a += MR;
       b += NR;
     }
 
@@ -168,7 +169,7 @@ struct Gemm {
     }
   }
 
-  using MicroFn = void (*)(i64, const float*, const float*, float*, i64, const GemmStore&, const float*);
+  using MicroFn = void (*)(i64, const float*, i64, const float*, float*, i64, const GemmStore&, const float*);
 
   template <int... R>
   static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
@@ -176,18 +177,18 @@ struct Gemm {
   }
   static constexpr std::array<MicroFn, MR> micro_by_rows = make_micro_table(std::make_integer_sequence<int, MR>{});
 
-  static void macro(i64 m, i64 n, i64 kc, const float* a_packed, const float* b_packed, float* c, i64 ldc,
+  static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, const float* b_packed, float* c, i64 ldc,
                     const GemmStore& store) {
     for (i64 j = 0; j < n; j += NR) {
       const float* b_panel = b_packed + (j / NR) * kc * NR;
       const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
       const i64 cols = imin(NR, n - j);
       for (i64 i = 0; i < m; i += MR) {
-        const float* a_panel = a_packed + (i / MR) * kc * MR;
+        const float* a_rows = a + i * lda;
         const i64 rows = imin(MR, m - i);
         float* c_tile = c + i * ldc + j;
         if (cols == NR) {
-          micro_by_rows[rows - 1](kc, a_panel, b_panel, c_tile, ldc, store, bias);
+          micro_by_rows[rows - 1](kc, a_rows, lda, b_panel, c_tile, ldc, store, bias);
         } else {
           // Right edge: run the full tile into a temporary (the padded B columns are zero), with
           // the same arithmetic as a full tile, then copy the valid columns.
@@ -197,24 +198,11 @@ struct Gemm {
             for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
           if (bias != nullptr)
             for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
-          micro_by_rows[rows - 1](kc, a_panel, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
+          micro_by_rows[rows - 1](kc, a_rows, lda, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
           for (i64 r = 0; r < rows; ++r)
             for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
         }
       }
-    }
-  }
-
-  static void pack_a(i64 m, i64 k, const float* a, i64 lda, float* out) {
-    for (i64 i = 0; i < m; i += MR) {
-      const i64 rows = imin(MR, m - i);
-      float* panel = out + (i / MR) * k * MR;
-      for (i64 r = 0; r < rows; ++r) {
-        const float* src = a + (i + r) * lda;
-        for (i64 kk = 0; kk < k; ++kk) panel[kk * MR + r] = src[kk];
-      }
-      for (i64 r = rows; r < MR; ++r)
-        for (i64 kk = 0; kk < k; ++kk) panel[kk * MR + r] = 0.0f;
     }
   }
 
@@ -350,6 +338,27 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
 }
 
 // ---------------------------------------------------------------------------------------------
+// The FMA peak probe: 16 independent chains of register-only FMAs (enough to cover 2 pipes x 4
+// cycles of latency), `iters` steps each. Returns a value that depends on every chain so the
+// compiler keeps them. FLOPs done: iters * 16 * W * 2.
+template <class Arch>
+float fma_probe(i64 iters) {
+  using B = xsimd::batch<float, Arch>;
+  B acc[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = B(static_cast<float>(i) * 1e-3f);
+  const B x(0.999999f), y(1e-7f);
+  for (i64 it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = xsimd::fma(acc[i], x, y);
+  }
+  B total(0.0f);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) total += acc[i];
+  return xsimd::hadd(total);
+}
+
+// ---------------------------------------------------------------------------------------------
 template <class Arch, int MR, int NV>
 KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
   using G = Gemm<Arch, MR, NV>;
@@ -357,7 +366,6 @@ KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
       isa,
       gemm_name,
       GemmBlocking{MR, G::NR, kc, mc, nc},
-      &G::pack_a,
       &G::pack_b,
       &G::macro,
       &softmax_row<Arch>,
@@ -365,6 +373,8 @@ KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
       &activation_array<Arch>,
       &bias_add_array<Arch>,
       &exp_array<Arch>,
+      &fma_probe<Arch>,
+      static_cast<int>(xsimd::batch<float, Arch>::size),
   };
 }
 

@@ -3,7 +3,7 @@
 //   B (or a prepacked weight) is packed once per call into NR-column panels, KC rows deep:
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
 //   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
-//     for n0 (NC columns) -> for m0 (MC rows) -> for k0 (KC deep): pack A[m0.., k0..] -> macro-kernel
+//     for n0 (NC columns) -> for m0 (MC rows) -> for k0 (KC deep): macro-kernel (A read in place)
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
 //   bitwise identical for any number of threads.
 #include <omp.h>
@@ -39,7 +39,7 @@ AlignedFloats allocate_floats(i64 count, const char* what) {
   return AlignedFloats(p);
 }
 
-// Per calling thread scratch for packed A and packed B; it grows on demand and is then reused, so
+// Per calling thread scratch for packed B; it grows on demand and is then reused, so
 // repeated calls of the same shapes allocate nothing.
 struct Scratch {
   AlignedFloats data;
@@ -55,7 +55,6 @@ struct Scratch {
 thread_local Scratch t_scratch;
 
 i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div(N, blk.nr) * blk.nr; }
-i64 packed_a_floats(const GemmBlocking& blk) { return i64{blk.mc} * blk.kc; }
 
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
 const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N, i64 k0, i64 n0) {
@@ -113,7 +112,7 @@ struct GemmCall {
 };
 
 // One thread's share: rows [m_begin, m_end) x columns [n_begin, n_end) of C.
-void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed_b, float* a_buf, i64 m_begin,
+void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed_b, i64 m_begin,
                    i64 m_end, i64 n_begin, i64 n_end) {
   const GemmBlocking& blk = kt.gemm;
   for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
@@ -122,12 +121,11 @@ void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed
       const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
       for (i64 k0 = 0; k0 < g.K; k0 += blk.kc) {
         const i64 kcb = std::min<i64>(blk.kc, g.K - k0);
-        kt.pack_a(mcb, kcb, g.A + m0 * g.lda + k0, g.lda, a_buf);
         const bool last = k0 + kcb == g.K;
         const kernels::GemmStore store{
             k0 > 0 || g.accumulate, last,
             g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
-        kt.gemm_macro(mcb, ncb, kcb, a_buf, panel_at(packed_b, blk, g.K, g.N, k0, n0), g.C + m0 * g.ldc + n0,
+        kt.gemm_macro(mcb, ncb, kcb, g.A + m0 * g.lda + k0, g.lda, panel_at(packed_b, blk, g.K, g.N, k0, n0), g.C + m0 * g.ldc + n0,
                       g.ldc, store);
       }
     }
@@ -143,11 +141,8 @@ void run(const KernelTable& kt, const GemmCall& g, const float* b_src, i64 ldb, 
   const int threads = tiny ? 1 : parallel::threads_for(mtiles * npanels);
   const Grid grid = choose_grid(threads, mtiles, npanels);
 
-  const i64 a_floats = packed_a_floats(blk);
-  const i64 b_floats = b_src != nullptr ? packed_b_floats(blk, g.K, g.N) : 0;
-  float* scratch = t_scratch.get(b_floats + a_floats * threads);
-  float* b_buf = scratch;
-  if (b_src != nullptr) packed_b = b_buf;
+  float* b_buf = nullptr;
+  if (b_src != nullptr) packed_b = b_buf = t_scratch.get(packed_b_floats(blk, g.K, g.N));
 
   auto body = [&](int tid) {
     if (b_src != nullptr) pack_b_all(kt, g.K, g.N, b_src, ldb, trans, b_buf);  // ends with a barrier
@@ -157,7 +152,7 @@ void run(const KernelTable& kt, const GemmCall& g, const float* b_src, i64 ldb, 
     const i64 m_begin = rows.begin * blk.mr, m_end = std::min<i64>(rows.end * blk.mr, g.M);
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     if (m_begin < m_end && n_begin < n_end)
-      compute_block(kt, g, packed_b, scratch + b_floats + a_floats * tid, m_begin, m_end, n_begin, n_end);
+      compute_block(kt, g, packed_b, m_begin, m_end, n_begin, n_end);
   };
   if (threads == 1) {
     body(0);

@@ -30,4 +30,9 @@ std::vector<Isa> available_isas();
 // Throws engine::Error if the CPU cannot run `isa`. Not thread-safe with concurrent ops.
 void set_active_isa(Isa isa);
 
+// Measures this machine's FP32 FMA peak in GFLOP/s with the active instruction set: every thread
+// runs 16 independent chains of register-only vector FMAs for about `seconds`; the result is the
+// FLOPs done divided by the wall time. Used for "% of peak" in benchmarks and the profiler.
+double measure_fma_peak_gflops(int threads = 1, double seconds = 0.2);
+
 }  // namespace engine

@@ -1,0 +1,216 @@
+// engine-bench: what this CPU does with engine's kernels, beside oneDNN on the same shapes in the
+// same run. For now it measures the GEMM shapes of ../shared/workloads.json and the masked
+// softmax; the whole-model workloads (W1..W4) come with the model layers.
+//
+//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--json FILE] [--quick]
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/engine.hpp"
+#include "engine/kernels/kernel_table.hpp"
+#include "gemm_runners.hpp"
+#include "timing.hpp"
+#include "workloads.hpp"
+
+namespace {
+
+using namespace engine::bench;
+
+struct Options {
+  std::vector<int> threads;
+  std::vector<std::string> shapes;  // empty: all
+  TimingPlan plan;
+  std::string json_path;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "engine-bench: " << message << "\n"
+            << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--json FILE] [--quick]\n";
+  std::exit(2);
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int parse_positive(const std::string& text, const char* what) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != '\0' || v < 1 || v > 4096)
+    usage_error(std::string(what) + " must be a whole number from 1 to 4096, got '" + text + "'");
+  return static_cast<int>(v);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--threads") {
+      for (const auto& t : split_commas(value())) o.threads.push_back(parse_positive(t, "--threads"));
+      if (o.threads.empty()) usage_error("--threads needs at least one number");
+    } else if (arg == "--reps") {
+      o.plan.reps_per_round = parse_positive(value(), "--reps");
+    } else if (arg == "--rounds") {
+      o.plan.rounds = parse_positive(value(), "--rounds");
+    } else if (arg == "--shapes") {
+      o.shapes = split_commas(value());
+      for (const auto& name : o.shapes) {
+        bool known = false;
+        for (const auto& s : kGemmShapes) known = known || name == s.name;
+        if (!known) usage_error("unknown shape '" + name + "' (see ../shared/workloads.json gemm.shapes)");
+      }
+    } else if (arg == "--json") {
+      o.json_path = value();
+    } else if (arg == "--quick") {
+      o.plan = TimingPlan{1, 3, 0.02, 0.05};
+    } else if (arg == "--help" || arg == "-h") {
+      std::cout << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--json FILE] [--quick]\n";
+      std::exit(0);
+    } else {
+      usage_error("unknown argument '" + arg + "'");
+    }
+  }
+  if (o.threads.empty()) {
+    o.threads.push_back(1);
+    if (omp_get_num_procs() > 1) o.threads.push_back(omp_get_num_procs());
+  }
+  return o;
+}
+
+struct Row {
+  std::string what;
+  int threads;
+  std::vector<std::string> impls;
+  std::vector<Stats> stats;
+  double flops;  // per call; 0 for bandwidth rows
+  double bytes;  // per call
+};
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  const auto& kt = engine::kernels::active();
+  std::cout << "engine-bench " << engine::version() << ": instruction set " << engine::isa_name(engine::active_isa())
+            << " (GEMM micro-kernel " << kt.gemm_name << "), " << omp_get_num_procs() << " cores\n";
+
+  std::vector<double> peak(opt.threads.size());
+  for (std::size_t t = 0; t < opt.threads.size(); ++t) {
+    peak[t] = engine::measure_fma_peak_gflops(opt.threads[t]);
+    std::cout << "FP32 FMA peak, " << opt.threads[t] << " thread(s): " << fmt("%.1f", peak[t])
+              << " GFLOP/s (16 register-only FMA chains per thread, timed)\n";
+  }
+  std::cout << "timing: " << opt.plan.rounds << " rounds x " << opt.plan.reps_per_round
+            << " reps, implementations interleaved; median [min-max] over all reps\n\n";
+
+  std::vector<Row> rows;
+  const std::vector<GemmImpl> impls = {GemmImpl::ours, GemmImpl::onednn, GemmImpl::ours_packed, GemmImpl::onednn_packed};
+  std::printf("%-22s %3s %22s %22s %6s %22s %22s %6s %6s\n", "GEMM (GFLOP/s)", "thr", "engine", "oneDNN", "ratio",
+              "engine prepacked", "oneDNN prepacked", "ratio", "%peak");
+  for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+    const int threads = opt.threads[ti];
+    engine::set_num_threads(threads);
+    omp_set_num_threads(threads);  // oneDNN's pool size
+    for (const auto& shape : kGemmShapes) {
+      if (!opt.shapes.empty() && std::find(opt.shapes.begin(), opt.shapes.end(), shape.name) == opt.shapes.end())
+        continue;
+      GemmProblem problem(shape);
+      Row row{shape.name, threads, {}, {}, problem.flops(), 0};
+      std::vector<std::function<void()>> fns;
+      for (GemmImpl impl : impls)
+        if (impl_available(impl)) {
+          fns.push_back(problem.make(impl));
+          row.impls.push_back(impl_name(impl));
+        }
+      row.stats = time_interleaved(fns, opt.plan);
+      auto gf = [&](std::size_t i) { return row.flops / row.stats[i].median_s / 1e9; };
+      auto cell = [&](std::size_t i) {
+        if (i >= row.stats.size()) return std::string("-");
+        return fmt("%.1f", gf(i)) + " [" + fmt("%.0f", row.flops / row.stats[i].max_s / 1e9) + "-" +
+               fmt("%.0f", row.flops / row.stats[i].min_s / 1e9) + "]";
+      };
+      const bool dnnl = row.stats.size() == 4;
+      // With oneDNN: columns engine, oneDNN, engine prepacked, oneDNN prepacked.
+      const std::size_t ours = 0, ours_packed = dnnl ? 2 : 1;
+      std::printf("%-22s %3d %22s %22s %6s %22s %22s %6s %5.0f%%\n", shape.name, threads, cell(ours).c_str(),
+                  dnnl ? cell(1).c_str() : "-", dnnl ? fmt("%.2f", gf(0) / gf(1)).c_str() : "-",
+                  cell(ours_packed).c_str(), dnnl ? cell(3).c_str() : "-",
+                  dnnl ? fmt("%.2f", gf(2) / gf(3)).c_str() : "-", 100.0 * gf(ours_packed) / peak[ti]);
+      std::fflush(stdout);
+      rows.push_back(std::move(row));
+    }
+  }
+
+  // Masked softmax over attention-shaped scores [12, S, S], plain and causal.
+  std::printf("\n%-22s %3s %22s\n", "softmax (GB/s)", "thr", "engine");
+  for (int threads : opt.threads) {
+    engine::set_num_threads(threads);
+    for (bool causal : {false, true})
+      for (std::int64_t S : {128, 512}) {
+        const std::int64_t batch = 12;
+        std::vector<float> x(static_cast<std::size_t>(batch * S * S)), y(x.size());
+        std::mt19937 rng(0);
+        std::normal_distribution<float> dist(0.0f, 3.0f);
+        for (float& v : x) v = dist(rng);
+        engine::SoftmaxMask mask;
+        mask.causal = causal;
+        const double bytes = static_cast<double>(x.size()) * sizeof(float) * 2.0;
+        Row row{std::string(causal ? "causal" : "plain") + "_s" + std::to_string(S), threads, {"engine"}, {}, 0, bytes};
+        row.stats = time_interleaved({[&] { engine::masked_softmax(batch, S, S, x.data(), S, y.data(), S, 0.125f, mask); }},
+                                     opt.plan);
+        std::printf("%-22s %3d %22s\n", row.what.c_str(), threads,
+                    (fmt("%.1f", bytes / row.stats[0].median_s / 1e9) + " [" + fmt("%.0f", bytes / row.stats[0].max_s / 1e9) +
+                     "-" + fmt("%.0f", bytes / row.stats[0].min_s / 1e9) + "]")
+                        .c_str());
+        rows.push_back(std::move(row));
+      }
+  }
+  engine::set_num_threads(0);
+
+  if (!opt.json_path.empty()) {
+    std::ofstream out(opt.json_path);
+    if (!out) {
+      std::cerr << "engine-bench: cannot write --json file '" << opt.json_path << "'\n";
+      return 1;
+    }
+    out << "{\"isa\":\"" << engine::isa_name(engine::active_isa()) << "\",\"records\":[\n";
+    bool first = true;
+    for (const Row& r : rows)
+      for (std::size_t i = 0; i < r.stats.size(); ++i) {
+        out << (first ? "" : ",\n") << "{\"what\":\"" << r.what << "\",\"impl\":\"" << r.impls[i]
+            << "\",\"threads\":" << r.threads << ",\"median_ms\":" << r.stats[i].median_s * 1e3
+            << ",\"min_ms\":" << r.stats[i].min_s * 1e3 << ",\"max_ms\":" << r.stats[i].max_s * 1e3;
+        if (r.flops > 0) out << ",\"gflops_median\":" << r.flops / r.stats[i].median_s / 1e9;
+        if (r.bytes > 0) out << ",\"gbytes_per_s_median\":" << r.bytes / r.stats[i].median_s / 1e9;
+        out << "}";
+        first = false;
+      }
+    out << "\n]}\n";
+    std::cout << "\nwrote " << opt.json_path << "\n";
+  }
+  return 0;
+}
