@@ -30,10 +30,16 @@ struct GemmStore {
   Activation activation;
 };
 
-// C[m, n] (row stride ldc) op= A[m, kc] (row stride lda, read in place) · B_packed over kc, where
-// B_packed holds ceil(n/NR) panels [kc][NR] (the layout above).
+// Packs rows [0, m) x cols [0, k) of A (row stride lda) into MR-row panels:
+//   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
+using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
+
+// C[m, n] (row stride ldc) op= A[m, kc] · B_packed over kc, where B_packed holds ceil(n/NR) panels
+// [kc][NR] (the layout above) and A is either read in place (row stride lda) or, when a_packed,
+// the output of PackAFn.
 using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
-                             const float* b_packed, float* c, std::int64_t ldc, const GemmStore& store);
+                             bool a_packed, const float* b_packed, float* c, std::int64_t ldc,
+                             const GemmStore& store);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
 //   y[j] = exp(v[j] - max) / sum,  v[j] = x[j] * scale + bias_a[j] + bias_b[j]  for j < visible,
@@ -60,6 +66,7 @@ struct KernelTable {
   Isa isa;
   const char* gemm_name;  // e.g. "f32_gemm_12x32__avx512"
   GemmBlocking gemm;
+  PackAFn pack_a;
   PackBFn pack_b;
   GemmMacroFn gemm_macro;
   SoftmaxRowFn softmax_row;

@@ -128,12 +128,18 @@ struct Gemm {
   static constexpr int NR = NV * W;
 
   // Rows [0, ROWS) of one tile; ROWS <= MR covers the bottom edge of C without a temporary.
-  //   a: ROWS rows of A read in place (row stride lda, MLAS-style broadcasts: packing A costs as
-  //      much as the arithmetic when N is small), b: [kc][NR] packed B panel,
-  //   c: ROWS x NR at row stride ldc.
-  template <int ROWS>
+  //   a: PACKED: an [kc][MR] panel made by pack_a (one contiguous stream, no cache-set conflicts
+  //      between rows); otherwise ROWS rows of A read in place at row stride lda (MLAS-style:
+  //      packing costs as much as the arithmetic when N is small).
+  //   b: [kc][NR] packed B panel;  c: ROWS x NR at row stride ldc.
+  template <int ROWS, bool PACKED>
   static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, float* c, i64 ldc,
                     const GemmStore& store, const float* bias) {
+    // The C tile is needed only after the k loop: ask for its lines now, for writing.
+#pragma GCC unroll 16
+    for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v += 16 / W > 0 ? 16 / W : 1) __builtin_prefetch(c + i * ldc + v * W, 1, 3);
     B acc[ROWS][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
@@ -146,10 +152,11 @@ struct Gemm {
       for (int v = 0; v < NV; ++v) bv[v] = B::load_aligned(b + v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
-        const B ai(a[i * lda + k]);
+        const B ai(PACKED ? a[i] : a[i * lda + k]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
       }
+      if (PACKED) a += MR;
       b += NR;
     }
 
@@ -171,24 +178,28 @@ struct Gemm {
 
   using MicroFn = void (*)(i64, const float*, i64, const float*, float*, i64, const GemmStore&, const float*);
 
-  template <int... R>
+  template <bool PACKED, int... R>
   static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
-    return std::array<MicroFn, MR>{&micro<R + 1>...};
+    return std::array<MicroFn, MR>{&micro<R + 1, PACKED>...};
   }
-  static constexpr std::array<MicroFn, MR> micro_by_rows = make_micro_table(std::make_integer_sequence<int, MR>{});
+  // [packed A?][rows - 1]
+  static constexpr std::array<std::array<MicroFn, MR>, 2> micro_by_rows = {
+      make_micro_table<false>(std::make_integer_sequence<int, MR>{}),
+      make_micro_table<true>(std::make_integer_sequence<int, MR>{})};
 
-  static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, const float* b_packed, float* c, i64 ldc,
-                    const GemmStore& store) {
+  static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b_packed, float* c,
+                    i64 ldc, const GemmStore& store) {
+    const auto& micro_fns = micro_by_rows[a_packed ? 1 : 0];
     for (i64 j = 0; j < n; j += NR) {
       const float* b_panel = b_packed + (j / NR) * kc * NR;
       const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
       const i64 cols = imin(NR, n - j);
       for (i64 i = 0; i < m; i += MR) {
-        const float* a_rows = a + i * lda;
+        const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
         const i64 rows = imin(MR, m - i);
         float* c_tile = c + i * ldc + j;
         if (cols == NR) {
-          micro_by_rows[rows - 1](kc, a_rows, lda, b_panel, c_tile, ldc, store, bias);
+          micro_fns[rows - 1](kc, a_tile, lda, b_panel, c_tile, ldc, store, bias);
         } else {
           // Right edge: run the full tile into a temporary (the padded B columns are zero), with
           // the same arithmetic as a full tile, then copy the valid columns.
@@ -198,10 +209,27 @@ struct Gemm {
             for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
           if (bias != nullptr)
             for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
-          micro_by_rows[rows - 1](kc, a_rows, lda, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
+          micro_fns[rows - 1](kc, a_tile, lda, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
           for (i64 r = 0; r < rows; ++r)
             for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
         }
+      }
+    }
+  }
+
+  // A rows [0, m) x cols [0, k) (row stride lda) into MR-row panels [ceil(m/MR)][k][MR], rows past m
+  // zero-filled.
+  static void pack_a(i64 m, i64 k, const float* a, i64 lda, float* out) {
+    for (i64 i = 0; i < m; i += MR) {
+      const i64 rows = imin(MR, m - i);
+      float* panel = out + (i / MR) * k * MR;
+      if (rows == MR) {
+        for (i64 kk = 0; kk < k; ++kk)
+#pragma GCC unroll 16
+          for (int r = 0; r < MR; ++r) panel[kk * MR + r] = a[(i + r) * lda + kk];
+      } else {
+        for (i64 kk = 0; kk < k; ++kk)
+          for (int r = 0; r < MR; ++r) panel[kk * MR + r] = r < rows ? a[(i + r) * lda + kk] : 0.0f;
       }
     }
   }
@@ -319,22 +347,36 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
     tail_sum += v;
   }
   const float mean = (xsimd::hadd(vsum) + tail_sum) / static_cast<float>(n);
+  // Pass 2: deviations d = s - mean from the float mean. Their sum hands back the mean's rounding
+  // error (the corrected two-pass algorithm of Chan, Golub & LeVeque): the true deviations are
+  // d - corr with corr = sum(d) / n, and sum((d - corr)^2) = sum(d^2) - corr * sum(d). Pass 3
+  // subtracts corr from each d rather than folding it into the float mean, so a row far from 0
+  // (mean 1e4, spread 1) is not limited to half an ulp of its mean, and a constant row gives
+  // deviations of exactly 0 (output == beta) even with eps = 1e-12.
   const B vmean(mean);
-  B vvar(0.0f);
-  float tail_var = 0.0f;
+  B vdev(0.0f), vvar(0.0f);
+  float tail_dev = 0.0f, tail_var = 0.0f;
   for (j = 0; j + W <= n; j += W) {
     const B d = B::load_unaligned(s + j) - vmean;
+    vdev += d;
     vvar = xsimd::fma(d, d, vvar);
   }
-  for (; j < n; ++j) tail_var += (s[j] - mean) * (s[j] - mean);
-  const float var = (xsimd::hadd(vvar) + tail_var) / static_cast<float>(n);
+  for (; j < n; ++j) {
+    const float d = s[j] - mean;
+    tail_dev += d;
+    tail_var += d * d;
+  }
+  const float dev_sum = xsimd::hadd(vdev) + tail_dev;
+  const float corr = dev_sum / static_cast<float>(n);
+  float var = (xsimd::hadd(vvar) + tail_var - corr * dev_sum) / static_cast<float>(n);
+  var = var < 0.0f ? 0.0f : var;  // rounding can leave a tiny negative; NaN stays NaN
   const float rstd = 1.0f / std::sqrt(var + eps);
-  const B vrstd(rstd);
+  const B vrstd(rstd), vcorr(corr);
   for (j = 0; j + W <= n; j += W) {
-    const B d = (B::load_unaligned(s + j) - vmean) * vrstd;
+    const B d = ((B::load_unaligned(s + j) - vmean) - vcorr) * vrstd;
     xsimd::fma(d, B::load_unaligned(gamma + j), B::load_unaligned(beta + j)).store_unaligned(y + j);
   }
-  for (; j < n; ++j) y[j] = (s[j] - mean) * rstd * gamma[j] + beta[j];
+  for (; j < n; ++j) y[j] = ((s[j] - mean) - corr) * rstd * gamma[j] + beta[j];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,6 +408,7 @@ KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
       isa,
       gemm_name,
       GemmBlocking{MR, G::NR, kc, mc, nc},
+      &G::pack_a,
       &G::pack_b,
       &G::macro,
       &softmax_row<Arch>,

@@ -3,12 +3,13 @@
 //   B (or a prepacked weight) is packed once per call into NR-column panels, KC rows deep:
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
 //   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
-//     for n0 (NC columns) -> for m0 (MC rows) -> for k0 (KC deep): macro-kernel (A read in place)
+//     for n0 (NC columns) -> for m0 (MC rows) -> for k0 (KC deep): (pack A[m0.., k0..] when N is wide) -> macro-kernel
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
 //   bitwise identical for any number of threads.
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/gemm_policy.hpp"
 
 namespace engine {
 namespace {
@@ -39,7 +41,7 @@ AlignedFloats allocate_floats(i64 count, const char* what) {
   return AlignedFloats(p);
 }
 
-// Per calling thread scratch for packed B; it grows on demand and is then reused, so
+// Per calling thread scratch for packed B and each thread's packed A; it grows on demand and is then reused, so
 // repeated calls of the same shapes allocate nothing.
 struct Scratch {
   AlignedFloats data;
@@ -55,6 +57,18 @@ struct Scratch {
 thread_local Scratch t_scratch;
 
 i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div(N, blk.nr) * blk.nr; }
+
+i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
+
+// Packing an MC x KC block of A costs about one load and one store per element and is reused by
+// N / NR panels. Packed, A is one contiguous stream; read in place, its MR rows sit lda apart and
+// collide in the same cache sets when lda is a multiple of 1 KiB. Pack when enough panels share it.
+std::atomic<i64> g_pack_a_min_panels{[] {
+  const char* v = std::getenv("ENGINE_GEMM_PACK_A_MIN_PANELS");
+  return v != nullptr && std::atoll(v) > 0 ? static_cast<i64>(std::atoll(v)) : i64{4};
+}()};
+
+bool should_pack_a(const GemmBlocking& blk, i64 N) { return ceil_div(N, blk.nr) >= g_pack_a_min_panels.load(); }
 
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
 const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N, i64 k0, i64 n0) {
@@ -103,6 +117,7 @@ Grid choose_grid(int threads, i64 mtiles, i64 npanels) {
 
 struct GemmCall {
   i64 M, N, K;
+  bool pack_a;
   const float* A;
   i64 lda;
   float* C;
@@ -112,7 +127,7 @@ struct GemmCall {
 };
 
 // One thread's share: rows [m_begin, m_end) x columns [n_begin, n_end) of C.
-void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed_b, i64 m_begin,
+void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed_b, float* a_buf, i64 m_begin,
                    i64 m_end, i64 n_begin, i64 n_end) {
   const GemmBlocking& blk = kt.gemm;
   for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
@@ -121,11 +136,16 @@ void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed
       const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
       for (i64 k0 = 0; k0 < g.K; k0 += blk.kc) {
         const i64 kcb = std::min<i64>(blk.kc, g.K - k0);
+        const float* a = g.A + m0 * g.lda + k0;
+        if (g.pack_a) {
+          kt.pack_a(mcb, kcb, a, g.lda, a_buf);
+          a = a_buf;
+        }
         const bool last = k0 + kcb == g.K;
         const kernels::GemmStore store{
             k0 > 0 || g.accumulate, last,
             g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
-        kt.gemm_macro(mcb, ncb, kcb, g.A + m0 * g.lda + k0, g.lda, panel_at(packed_b, blk, g.K, g.N, k0, n0), g.C + m0 * g.ldc + n0,
+        kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, panel_at(packed_b, blk, g.K, g.N, k0, n0), g.C + m0 * g.ldc + n0,
                       g.ldc, store);
       }
     }
@@ -141,8 +161,11 @@ void run(const KernelTable& kt, const GemmCall& g, const float* b_src, i64 ldb, 
   const int threads = tiny ? 1 : parallel::threads_for(mtiles * npanels);
   const Grid grid = choose_grid(threads, mtiles, npanels);
 
-  float* b_buf = nullptr;
-  if (b_src != nullptr) packed_b = b_buf = t_scratch.get(packed_b_floats(blk, g.K, g.N));
+  const i64 b_floats = b_src != nullptr ? packed_b_floats(blk, g.K, g.N) : 0;
+  const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
+  float* scratch = t_scratch.get(b_floats + a_floats * threads);
+  float* b_buf = scratch;
+  if (b_src != nullptr) packed_b = b_buf;
 
   auto body = [&](int tid) {
     if (b_src != nullptr) pack_b_all(kt, g.K, g.N, b_src, ldb, trans, b_buf);  // ends with a barrier
@@ -152,7 +175,7 @@ void run(const KernelTable& kt, const GemmCall& g, const float* b_src, i64 ldb, 
     const i64 m_begin = rows.begin * blk.mr, m_end = std::min<i64>(rows.end * blk.mr, g.M);
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     if (m_begin < m_end && n_begin < n_end)
-      compute_block(kt, g, packed_b, m_begin, m_end, n_begin, n_end);
+      compute_block(kt, g, packed_b, scratch + b_floats + a_floats * tid, m_begin, m_end, n_begin, n_end);
   };
   if (threads == 1) {
     body(0);
@@ -172,6 +195,14 @@ void check_common(const char* op, i64 M, i64 N, i64 K, const float* A, i64 lda, 
 }
 
 }  // namespace
+
+namespace ops {
+void set_gemm_pack_a_min_panels(i64 panels) {
+  if (panels < 1) fail("set_gemm_pack_a_min_panels: panels must be >= 1, got ", panels);
+  g_pack_a_min_panels.store(panels);
+}
+i64 gemm_pack_a_min_panels() { return g_pack_a_min_panels.load(); }
+}  // namespace ops
 
 struct PackedMatrix::Impl {
   Isa isa;
@@ -222,7 +253,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, A, lda, C, ldc, beta == 1.0f, epilogue}, B, ldb, trans, nullptr);
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N), A, lda, C, ldc, beta == 1.0f, epilogue}, B, ldb, trans, nullptr);
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -234,7 +265,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
   if (kt.isa != p.isa)
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
-  run(kt, GemmCall{M, p.N, p.K, A, lda, C, ldc, beta == 1.0f, epilogue}, nullptr, 0, false, p.data.get());
+  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N), A, lda, C, ldc, beta == 1.0f, epilogue}, nullptr, 0, false, p.data.get());
 }
 
 }  // namespace engine

@@ -13,6 +13,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/gemm_policy.hpp"
 #include "reference.hpp"
 #include "test_util.hpp"
 
@@ -38,7 +39,20 @@ std::string describe(const GemmCase& c) {
          " pads=" + std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," + std::to_string(c.pad_c);
 }
 
+void run_case_once(const GemmCase& c, std::uint32_t seed);
+
+// Every case runs twice: A packed into MR-row panels, and A read in place.
 void run_case(const GemmCase& c, std::uint32_t seed) {
+  const std::int64_t saved = ops::gemm_pack_a_min_panels();
+  for (std::int64_t policy : {std::int64_t{1}, std::int64_t{1} << 40}) {
+    ops::set_gemm_pack_a_min_panels(policy);
+    SCOPED_TRACE(policy == 1 ? "A packed" : "A in place");
+    run_case_once(c, seed);
+  }
+  ops::set_gemm_pack_a_min_panels(saved);
+}
+
+void run_case_once(const GemmCase& c, std::uint32_t seed) {
   const i64 lda = c.K + c.pad_a;
   const i64 ldb = (c.trans == Transpose::yes ? c.K : c.N) + c.pad_b;
   const i64 ldc = c.N + c.pad_c;
