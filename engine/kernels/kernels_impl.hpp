@@ -42,6 +42,7 @@ xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   const B max_x(88.72283935546875f), min_x(-87.33654022216797f);
   const auto overflow = x > max_x;
   const auto underflow = x < min_x;  // also true for -inf
+  const B input = x;
   x = xsimd::min(xsimd::max(x, min_x), max_x);
   const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
   B r = xsimd::fnma(n, B(0.693359375f), x);  // ln2 split: hi part exact in float
@@ -60,7 +61,8 @@ xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   const B scale_b = xsimd::bitwise_cast<B>((half + I(127)) << 23);
   y = y * scale_a * scale_b;
   y = xsimd::select(underflow, B(0.0f), y);
-  return xsimd::select(overflow, B(INFINITY), y);
+  y = xsimd::select(overflow, B(INFINITY), y);
+  return xsimd::select(xsimd::isnan(input), input, y);  // NaN in, NaN out (the clamp above would have hidden it)
 }
 
 template <class Arch>
@@ -296,7 +298,7 @@ void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, cons
     vmax = xsimd::max(vmax, B::load_aligned(tail_v));
   }
   const float row_max = horizontal_max<Arch>(vmax);
-  if (!(row_max > -INFINITY)) {  // every key masked (or no key visible): defined as zeros
+  if (row_max == -INFINITY) {  // every key masked (or no key visible): defined as zeros; NaN flows on
     std::memset(y, 0, static_cast<std::size_t>(n) * sizeof(float));
     return;
   }

@@ -39,7 +39,9 @@ void masked_softmax(std::int64_t batch, std::int64_t rows, std::int64_t cols, co
     for (i64 r = range.begin; r < range.end; ++r) {
       const i64 b = r / rows, i = r % rows;
       i64 visible = cols;
-      if (mask.causal) visible = std::min(visible, std::max<i64>(0, i + mask.causal_offset + 1));
+      // An offset of cols or more shows every key (and keeps i + offset + 1 from overflowing).
+      if (mask.causal && mask.causal_offset < cols)
+        visible = std::min(cols, std::max<i64>(0, i + mask.causal_offset + 1));
       if (mask.valid_lengths != nullptr) visible = std::min<i64>(visible, mask.valid_lengths[b]);
       const float* bias_a = nullptr;
       if (mask.key_padding != nullptr) {
