@@ -5,7 +5,7 @@
 namespace engine::kernels {
 const KernelTable& avx2_table() {
   static const KernelTable table =
-      make_table<xsimd::fma3<xsimd::avx2>, 6, 2>(Isa::avx2, "f32_gemm_6x16__avx2", 256, 144, 1024);
+      make_table<xsimd::fma3<xsimd::avx2>, 6, 2>(Isa::avx2, "f32_gemm_6x16__avx2", 256, 144, 512);
   return table;
 }
 }  // namespace engine::kernels

@@ -5,7 +5,7 @@
 namespace engine::kernels {
 const KernelTable& portable_table() {
   static const KernelTable table =
-      make_table<xsimd::sse2, 6, 2>(Isa::portable, "f32_gemm_6x8__sse2", 256, 96, 1024);
+      make_table<xsimd::sse2, 6, 2>(Isa::portable, "f32_gemm_6x8__sse2", 256, 96, 512);
   return table;
 }
 }  // namespace engine::kernels

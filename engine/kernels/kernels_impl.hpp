@@ -20,6 +20,7 @@ namespace {
 using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
+constexpr bool kPrefetchC = false;
 
 template <class Arch>
 float horizontal_max(xsimd::batch<float, Arch> v) {
@@ -141,13 +142,14 @@ struct Gemm {
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; v += 16 / W > 0 ? 16 / W : 1) __builtin_prefetch(c + i * ldc + v * W, 1, 3);
+      for (int v = 0; v < NV; v += 16 / W > 0 ? 16 / W : 1) if (kPrefetchC) __builtin_prefetch(c + i * ldc + v * W, 1, 3);
     B acc[ROWS][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = B(0.0f);
 
+#pragma GCC unroll 4
     for (i64 k = 0; k < kc; ++k) {
       B bv[NV];
 #pragma GCC unroll 4
@@ -162,6 +164,18 @@ struct Gemm {
       b += NR;
     }
 
+    if (!store.epilogue || (bias == nullptr && store.activation == Activation::none)) {
+      // The common store (every K block but the last): kept apart from the epilogue so that the
+      // accumulators are not spilled around the activation code.
+#pragma GCC unroll 16
+      for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          float* dst = c + i * ldc + v * W;
+          (store.accumulate ? acc[i][v] + B::load_unaligned(dst) : acc[i][v]).store_unaligned(dst);
+        }
+      return;
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i) {
 #pragma GCC unroll 4
@@ -169,10 +183,8 @@ struct Gemm {
         float* dst = c + i * ldc + v * W;
         B r = acc[i][v];
         if (store.accumulate) r += B::load_unaligned(dst);
-        if (store.epilogue) {
-          if (bias != nullptr) r += B::load_unaligned(bias + v * W);
-          r = activate<Arch>(store.activation, r);
-        }
+        if (bias != nullptr) r += B::load_unaligned(bias + v * W);
+        r = activate<Arch>(store.activation, r);
         r.store_unaligned(dst);
       }
     }

@@ -1,9 +1,11 @@
 // SGEMM: the Goto/BLIS loops around the micro-kernel of the active instruction set.
 //
-//   B (or a prepacked weight) is packed once per call into NR-column panels, KC rows deep:
+//   B lives in NR-column panels, KC rows deep. A prepacked weight holds all of op(B) that way:
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
+//   otherwise each thread packs the KC x NC block it is about to use into its own scratch, where it
+//   stays hot in L2 (packing all of B up front streams it through memory twice).
 //   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
-//     for n0 (NC columns) -> for m0 (MC rows) -> for k0 (KC deep): (pack A[m0.., k0..] when N is wide) -> macro-kernel
+//   the NC / KC / MC loops in whichever order packs less (compute_block), A packed when N is wide.
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
 //   bitwise identical for any number of threads.
 #include <omp.h>
@@ -96,18 +98,20 @@ void pack_b_all(const KernelTable& kt, i64 K, i64 N, const float* B, i64 ldb, bo
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles; ties go to more row ranges (each A row is then packed once).
+// largest share of MR x NR tiles. Ties go to more column ranges when each thread packs its own B
+// block (so no B element is packed twice), otherwise to more row ranges (no A row packed twice).
 struct Grid {
   int tm, tn;
 };
-Grid choose_grid(int threads, i64 mtiles, i64 npanels) {
+Grid choose_grid(int threads, i64 mtiles, i64 npanels, bool prefer_column_split) {
   Grid best{1, threads};
   i64 best_load = -1;
   for (int tm = 1; tm <= threads; ++tm) {
     if (threads % tm != 0) continue;
     const int tn = threads / tm;
     const i64 load = ceil_div(mtiles, tm) * ceil_div(npanels, tn);
-    if (best_load < 0 || load <= best_load) {
+    const bool better = best_load < 0 || load < best_load || (load == best_load && !prefer_column_split);
+    if (better) {
       best = {tm, tn};
       best_load = load;
     }
@@ -124,58 +128,102 @@ struct GemmCall {
   i64 ldc;
   bool accumulate;
   GemmEpilogue epilogue;
+  // B: either prepacked (the whole of op(B) in panel layout) or the caller's matrix, packed one
+  // KC x NC block at a time by the thread that uses it, while the block is hot in its L2.
+  const float* prepacked_b;
+  const float* b;
+  i64 ldb;
+  bool trans_b;
 };
 
-// One thread's share: rows [m_begin, m_end) x columns [n_begin, n_end) of C.
-void compute_block(const KernelTable& kt, const GemmCall& g, const float* packed_b, float* a_buf, i64 m_begin,
+// One thread's share, rows [m_begin, m_end) x columns [n_begin, n_end) of C. Two loop orders:
+//   n-outer (Goto):  for n0 (NC) -> for k0 (KC): B block -> for m0 (MC): A block -> macro
+//   m-outer:         for m0 (MC) -> for k0 (KC): A block -> for n0 (NC): B block -> macro
+// n-outer packs each B block once and A once per NC block; m-outer packs A once and B once per
+// MC block. The cheaper one is chosen per call (with prepacked B, m-outer packs nothing twice).
+void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float* a_buf, float* b_buf, i64 m_begin,
                    i64 m_end, i64 n_begin, i64 n_end) {
   const GemmBlocking& blk = kt.gemm;
-  for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
-    const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
+  auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {  // ceil(ncb / NR) panels [kcb][NR]
+    if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.N, k0, n0);
+    kt.pack_b(kcb, ncb, g.trans_b ? g.b + n0 * g.ldb + k0 : g.b + k0 * g.ldb + n0, g.ldb, g.trans_b, b_buf);
+    return b_buf;
+  };
+  auto a_block_at = [&](i64 m0, i64 mcb, i64 k0, i64 kcb) -> const float* {
+    const float* a = g.A + m0 * g.lda + k0;
+    if (!g.pack_a) return a;
+    kt.pack_a(mcb, kcb, a, g.lda, a_buf);
+    return a_buf;
+  };
+  auto store_for = [&](i64 k0, i64 kcb, i64 n0) {
+    return kernels::GemmStore{k0 > 0 || g.accumulate, k0 + kcb == g.K,
+                              g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
+  };
+  if (m_outer) {
     for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
       const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
       for (i64 k0 = 0; k0 < g.K; k0 += blk.kc) {
         const i64 kcb = std::min<i64>(blk.kc, g.K - k0);
-        const float* a = g.A + m0 * g.lda + k0;
-        if (g.pack_a) {
-          kt.pack_a(mcb, kcb, a, g.lda, a_buf);
-          a = a_buf;
+        const float* a = a_block_at(m0, mcb, k0, kcb);
+        for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
+          const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
+          kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), g.C + m0 * g.ldc + n0, g.ldc,
+                        store_for(k0, kcb, n0));
         }
-        const bool last = k0 + kcb == g.K;
-        const kernels::GemmStore store{
-            k0 > 0 || g.accumulate, last,
-            g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
-        kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, panel_at(packed_b, blk, g.K, g.N, k0, n0), g.C + m0 * g.ldc + n0,
-                      g.ldc, store);
+      }
+    }
+    return;
+  }
+  for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
+    const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
+    for (i64 k0 = 0; k0 < g.K; k0 += blk.kc) {
+      const i64 kcb = std::min<i64>(blk.kc, g.K - k0);
+      const float* b_block = b_block_at(k0, kcb, n0, ncb);
+      for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
+        const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
+        kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, g.C + m0 * g.ldc + n0,
+                      g.ldc, store_for(k0, kcb, n0));
       }
     }
   }
 }
 
-// Runs the whole product. When `b_src` is non-null, B is packed first (in parallel) into scratch.
-void run(const KernelTable& kt, const GemmCall& g, const float* b_src, i64 ldb, bool trans, const float* packed_b) {
+// Elements packed by each loop order for one thread's rows x columns (see compute_block).
+bool prefer_m_outer(const GemmBlocking& blk, const GemmCall& g, i64 rows, i64 cols) {
+  const double a_once = g.pack_a ? static_cast<double>(rows) * static_cast<double>(g.K) : 0.0;
+  const double b_once = g.prepacked_b == nullptr ? static_cast<double>(g.K) * static_cast<double>(cols) : 0.0;
+  const double m_outer = a_once + b_once * static_cast<double>(ceil_div(rows, blk.mc));
+  const double n_outer = b_once + a_once * static_cast<double>(ceil_div(cols, blk.nc));
+  return m_outer <= n_outer;
+}
+
+// Below this many FLOPs a product runs on one thread: splitting 2 MFLOP (a per-head S=128
+// attention GEMM) across two threads costs more in fork/join than it saves. Attention parallelises
+// across heads instead.
+constexpr double kMinFlopsToThread = 4e6;
+
+void run(const KernelTable& kt, const GemmCall& g) {
   const GemmBlocking& blk = kt.gemm;
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
-  // Below ~64 K FLOP a fork/join costs more than it saves.
-  const bool tiny = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K) < 65536.0;
-  const int threads = tiny ? 1 : parallel::threads_for(mtiles * npanels);
-  const Grid grid = choose_grid(threads, mtiles, npanels);
+  const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
+  const bool packs_b = g.prepacked_b == nullptr;
+  const Grid grid = choose_grid(threads, mtiles, npanels, packs_b);
 
-  const i64 b_floats = b_src != nullptr ? packed_b_floats(blk, g.K, g.N) : 0;
   const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
-  float* scratch = t_scratch.get(b_floats + a_floats * threads);
-  float* b_buf = scratch;
-  if (b_src != nullptr) packed_b = b_buf;
+  const i64 b_floats = packs_b ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
+  float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
   auto body = [&](int tid) {
-    if (b_src != nullptr) pack_b_all(kt, g.K, g.N, b_src, ldb, trans, b_buf);  // ends with a barrier
     const int ti = tid / grid.tn, tj = tid % grid.tn;
     const auto rows = parallel::split_range(mtiles, grid.tm, ti);
     const auto cols = parallel::split_range(npanels, grid.tn, tj);
     const i64 m_begin = rows.begin * blk.mr, m_end = std::min<i64>(rows.end * blk.mr, g.M);
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
+    float* mine = scratch + (a_floats + b_floats) * tid;
     if (m_begin < m_end && n_begin < n_end)
-      compute_block(kt, g, packed_b, scratch + b_floats + a_floats * tid, m_begin, m_end, n_begin, n_end);
+      compute_block(kt, g, prefer_m_outer(blk, g, m_end - m_begin, n_end - n_begin), mine, mine + a_floats, m_begin,
+                    m_end, n_begin, n_end);
   };
   if (threads == 1) {
     body(0);
@@ -253,7 +301,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N), A, lda, C, ldc, beta == 1.0f, epilogue}, B, ldb, trans, nullptr);
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -265,7 +313,8 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
   if (kt.isa != p.isa)
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
-  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N), A, lda, C, ldc, beta == 1.0f, epilogue}, nullptr, 0, false, p.data.get());
+  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
+                   nullptr, 0, false});
 }
 
 }  // namespace engine
