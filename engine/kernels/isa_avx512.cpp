@@ -6,7 +6,7 @@
 namespace engine::kernels {
 const KernelTable& avx512_table() {
   static const KernelTable table =
-      make_table<xsimd::avx512bw, 12, 2>(Isa::avx512, "f32_gemm_12x32__avx512", 256, 192, 512);
+      make_table<xsimd::avx512bw, 6, 4>(Isa::avx512, "f32_gemm_6x64__avx512", 256, 192, 512);
   return table;
 }
 }  // namespace engine::kernels

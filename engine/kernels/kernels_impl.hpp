@@ -11,6 +11,9 @@
 #include <cstring>
 #include <utility>
 #include <xsimd/xsimd.hpp>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "engine/kernels/kernel_table.hpp"
 
@@ -120,6 +123,30 @@ void bias_add_array(i64 n, const float* bias, float* x) {
   for (; i + W <= n; i += W) (B::load_unaligned(x + i) + B::load_unaligned(bias + i)).store_unaligned(x + i);
   for (; i < n; ++i) x[i] += bias[i];
 }
+
+// ---------------------------------------------------------------------------------------------
+#if defined(__AVX2__)
+// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (the classic unpack/shuffle/permute
+// transpose). Compiled only into the AVX2 and AVX-512 files, with internal linkage.
+inline void transpose_8x8(const float* src, i64 lds, float* dst, i64 ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // GEMM. The micro-kernel keeps an MR x (NV·W) tile of C in registers: each k step loads NV vectors
@@ -264,9 +291,18 @@ struct Gemm {
           }
         }
       } else {
+        i64 k_done = 0;
+#if defined(__AVX2__)
+        // 8 x 8 blocks through registers: a row-by-row copy here costs a scalar load and store per
+        // element, as much as the arithmetic of a K = 64 attention product.
+        if (cols == NR) {
+          for (; k_done + 8 <= k; k_done += 8)
+            for (i64 q = 0; q < NR; q += 8) transpose_8x8(b + (j + q) * ldb + k_done, ldb, panel + k_done * NR + q, NR);
+        }
+#endif
         for (i64 q = 0; q < cols; ++q) {
           const float* src = b + (j + q) * ldb;
-          for (i64 kk = 0; kk < k; ++kk) panel[kk * NR + q] = src[kk];
+          for (i64 kk = k_done; kk < k; ++kk) panel[kk * NR + q] = src[kk];
         }
         for (i64 q = cols; q < NR; ++q)
           for (i64 kk = 0; kk < k; ++kk) panel[kk * NR + q] = 0.0f;

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <numeric>
 
 #include "engine/core/parallel.hpp"
 #include "engine/error.hpp"
@@ -62,15 +63,33 @@ i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div
 
 i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
 
-// Packing an MC x KC block of A costs about one load and one store per element and is reused by
-// N / NR panels. Packed, A is one contiguous stream; read in place, its MR rows sit lda apart and
-// collide in the same cache sets when lda is a multiple of 1 KiB. Pack when enough panels share it.
-std::atomic<i64> g_pack_a_min_panels{[] {
-  const char* v = std::getenv("ENGINE_GEMM_PACK_A_MIN_PANELS");
-  return v != nullptr && std::atoll(v) > 0 ? static_cast<i64>(std::atoll(v)) : i64{4};
+// ENGINE_GEMM_PACK_A=always|never overrides the automatic choice (a tuning knob for benchmarks).
+std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
+  const char* v = std::getenv("ENGINE_GEMM_PACK_A");
+  if (v != nullptr && std::strcmp(v, "always") == 0) return ops::PackAPolicy::always;
+  if (v != nullptr && std::strcmp(v, "never") == 0) return ops::PackAPolicy::never;
+  return ops::PackAPolicy::automatic;
 }()};
 
-bool should_pack_a(const GemmBlocking& blk, i64 N) { return ceil_div(N, blk.nr) >= g_pack_a_min_panels.load(); }
+// Packing an MC x KC block of A costs about a load and a store per element and is reused by every
+// B panel of the call. Read in place, the MR rows of a tile sit lda apart; when lda is a multiple
+// of a large power of two they map to one or two of L1's 64 sets and evict each other and the B
+// panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%). Pack when that happens and at least
+// four B panels share the packed block; otherwise (e.g. lda = 64, or N = 64) read A in place.
+bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda) {
+  switch (g_pack_a_policy.load()) {
+    case ops::PackAPolicy::always: return true;
+    case ops::PackAPolicy::never: return false;
+    case ops::PackAPolicy::automatic: break;
+  }
+  if (ceil_div(N, blk.nr) < 4) return false;
+  constexpr i64 kLineBytes = 64, kL1Sets = 64;
+  const i64 row_bytes = lda * static_cast<i64>(sizeof(float));
+  if (row_bytes % kLineBytes != 0) return false;  // rows land on shifting sets
+  const i64 line_stride = (row_bytes / kLineBytes) % kL1Sets;
+  const i64 distinct_sets = kL1Sets / std::gcd(line_stride == 0 ? kL1Sets : line_stride, kL1Sets);
+  return distinct_sets < blk.mr;  // some of a tile's rows share a set
+}
 
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
 const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N, i64 k0, i64 n0) {
@@ -98,8 +117,8 @@ void pack_b_all(const KernelTable& kt, i64 K, i64 N, const float* B, i64 ldb, bo
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles. Ties go to more column ranges when each thread packs its own B
-// block (so no B element is packed twice), otherwise to more row ranges (no A row packed twice).
+// largest share of MR x NR tiles. On a tie, split the smaller operand's dimension less: column
+// ranges make every thread read all of A, row ranges make every thread pack all of B.
 struct Grid {
   int tm, tn;
 };
@@ -207,11 +226,11 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
   const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
-  const bool packs_b = g.prepacked_b == nullptr;
-  const Grid grid = choose_grid(threads, mtiles, npanels, packs_b);
+  const bool a_is_larger = g.M * g.K > g.K * g.N;
+  const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/!a_is_larger);
 
   const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
-  const i64 b_floats = packs_b ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
+  const i64 b_floats = g.prepacked_b == nullptr ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
   auto body = [&](int tid) {
@@ -245,11 +264,8 @@ void check_common(const char* op, i64 M, i64 N, i64 K, const float* A, i64 lda, 
 }  // namespace
 
 namespace ops {
-void set_gemm_pack_a_min_panels(i64 panels) {
-  if (panels < 1) fail("set_gemm_pack_a_min_panels: panels must be >= 1, got ", panels);
-  g_pack_a_min_panels.store(panels);
-}
-i64 gemm_pack_a_min_panels() { return g_pack_a_min_panels.load(); }
+void set_gemm_pack_a_policy(PackAPolicy policy) { g_pack_a_policy.store(policy); }
+PackAPolicy gemm_pack_a_policy() { return g_pack_a_policy.load(); }
 }  // namespace ops
 
 struct PackedMatrix::Impl {
@@ -301,7 +317,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans});
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -313,7 +329,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
   if (kt.isa != p.isa)
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
-  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
+  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
                    nullptr, 0, false});
 }
 

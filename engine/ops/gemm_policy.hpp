@@ -1,13 +1,13 @@
 // Internal knobs of the GEMM op, for tests and tuning.
 #pragma once
 
-#include <cstdint>
-
 namespace engine::ops {
 
-// A is packed when op(B) spans at least this many NR-column panels (default 4; the environment
-// variable ENGINE_GEMM_PACK_A_MIN_PANELS sets the default). 1 = always pack; a huge value = never.
-void set_gemm_pack_a_min_panels(std::int64_t panels);
-std::int64_t gemm_pack_a_min_panels();
+// Whether GEMM packs A into MR-row panels. automatic: when reading A in place would put the MR
+// rows of a tile into too few cache sets (lda a multiple of a large power of two) and enough B
+// panels share the packed block to pay for it. always / never force one path (tests run both).
+enum class PackAPolicy { automatic, always, never };
+void set_gemm_pack_a_policy(PackAPolicy policy);
+PackAPolicy gemm_pack_a_policy();
 
 }  // namespace engine::ops

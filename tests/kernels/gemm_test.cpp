@@ -43,13 +43,12 @@ void run_case_once(const GemmCase& c, std::uint32_t seed);
 
 // Every case runs twice: A packed into MR-row panels, and A read in place.
 void run_case(const GemmCase& c, std::uint32_t seed) {
-  const std::int64_t saved = ops::gemm_pack_a_min_panels();
-  for (std::int64_t policy : {std::int64_t{1}, std::int64_t{1} << 40}) {
-    ops::set_gemm_pack_a_min_panels(policy);
-    SCOPED_TRACE(policy == 1 ? "A packed" : "A in place");
+  for (ops::PackAPolicy policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
+    ops::set_gemm_pack_a_policy(policy);
+    SCOPED_TRACE(policy == ops::PackAPolicy::always ? "A packed" : "A in place");
     run_case_once(c, seed);
   }
-  ops::set_gemm_pack_a_min_panels(saved);
+  ops::set_gemm_pack_a_policy(ops::PackAPolicy::automatic);
 }
 
 void run_case_once(const GemmCase& c, std::uint32_t seed) {
