@@ -265,7 +265,24 @@ struct Gemm {
       const i64 rows = imin(MR, m - i);
       float* panel = out + (i / MR) * k * MR;
       if (rows == MR) {
-        for (i64 kk = 0; kk < k; ++kk)
+        i64 k_done = 0;
+#if defined(__AVX2__)
+        // 8 k-columns of the MR rows at a time through an 8 x 8 register transpose (rows past MR
+        // read row 0 again). Each transposed row is stored 8 wide at stride MR: the MR..7 extra
+        // floats land where the next store writes, or in the PackAFn's slack after the last panel.
+        if constexpr (MR <= 8) {
+          for (; k_done + 8 <= k; k_done += 8) {
+            alignas(32) float block[8 * 8];
+            for (int t = 0; t < 8; ++t) {
+              const float* src = a + (i + (t < MR ? t : 0)) * lda + k_done;
+              _mm256_store_ps(block + t * 8, _mm256_loadu_ps(src));
+            }
+            transpose_8x8(block, 8, block, 8);
+            for (int t = 0; t < 8; ++t) _mm256_storeu_ps(panel + (k_done + t) * MR, _mm256_load_ps(block + t * 8));
+          }
+        }
+#endif
+        for (i64 kk = k_done; kk < k; ++kk)
 #pragma GCC unroll 16
           for (int r = 0; r < MR; ++r) panel[kk * MR + r] = a[(i + r) * lda + kk];
       } else {

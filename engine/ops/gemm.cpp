@@ -61,7 +61,7 @@ thread_local Scratch t_scratch;
 
 i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div(N, blk.nr) * blk.nr; }
 
-i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
+i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc + 16; }  // + PackAFn's slack
 
 // ENGINE_GEMM_PACK_A=always|never overrides the automatic choice (a tuning knob for benchmarks).
 std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
@@ -117,8 +117,8 @@ void pack_b_all(const KernelTable& kt, i64 K, i64 N, const float* B, i64 ldb, bo
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles. On a tie, split the smaller operand's dimension less: column
-// ranges make every thread read all of A, row ranges make every thread pack all of B.
+// largest share of MR x NR tiles. On a tie, avoid duplicated work: column ranges make every thread
+// pack (or read) all of A, row ranges make every thread pack (or read) all of B.
 struct Grid {
   int tm, tn;
 };
@@ -226,8 +226,10 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
   const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
-  const bool a_is_larger = g.M * g.K > g.K * g.N;
-  const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/!a_is_larger);
+  // Elements each split repeats in every thread; packing counts, reading in place counts little.
+  const double a_repeat = static_cast<double>(g.M) * static_cast<double>(g.K) * (g.pack_a ? 1.0 : 0.1);
+  const double b_repeat = static_cast<double>(g.K) * static_cast<double>(g.N) * (g.prepacked_b ? 0.1 : 1.0);
+  const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/a_repeat < b_repeat);
 
   const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
   const i64 b_floats = g.prepacked_b == nullptr ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
