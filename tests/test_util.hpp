@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.hpp"
 #include "engine/isa.hpp"
+#include "engine/ops.hpp"
 
 namespace engine::test {
 
@@ -54,5 +56,21 @@ inline std::vector<Isa> test_isas() {
 }
 
 inline std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) { return isa_name(info.param); }
+
+// Expects `call()` to throw engine::Error whose message contains `needle`.
+template <class Call>
+void expect_error(Call&& call, const std::string& needle) {
+  try {
+    call();
+    ADD_FAILURE() << "expected engine::Error containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+// Restores the default thread count when a test that changed it ends.
+struct ThreadGuard {
+  ~ThreadGuard() { set_num_threads(0); }
+};
 
 }  // namespace engine::test
