@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   for (std::size_t t = 0; t < opt.threads.size(); ++t) {
     peak[t] = engine::measure_fma_peak_gflops(opt.threads[t]);
     std::cout << "FP32 FMA peak, " << opt.threads[t] << " thread(s): " << fmt("%.1f", peak[t])
-              << " GFLOP/s (16 register-only FMA chains per thread, timed)\n";
+              << " GFLOP/s (16 register-only FMA chains per thread, best of 5 slices)\n";
   }
   std::cout << "timing: " << opt.plan.rounds << " rounds x " << opt.plan.reps_per_round
             << " reps, implementations interleaved; median [min-max] over all reps\n\n";

@@ -1,5 +1,6 @@
 #include "engine/kernels/kernel_table.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "engine/error.hpp"
@@ -39,15 +40,22 @@ double measure_fma_peak_gflops(int threads, double seconds) {
     }
     iters *= 4;
   }
-  if (iters < 1) iters = 1;
-  float total = 0.0f;
-  const auto t0 = now();
+  // The best of five slices: the peak is what the core can do, and a slice that another tenant of
+  // this machine interrupted says less about that than the fastest one.
+  constexpr int kSlices = 5;
+  iters = std::max<std::int64_t>(1, iters / kSlices);
+  double best_dt = 0.0;
+  for (int slice = 0; slice < kSlices; ++slice) {
+    float total = 0.0f;
+    const auto t0 = now();
 #pragma omp parallel num_threads(threads) reduction(+ : total)
-  total += kt.fma_probe(iters);
-  const double dt = std::chrono::duration<double>(now() - t0).count();
+    total += kt.fma_probe(iters);
+    const double dt = std::chrono::duration<double>(now() - t0).count();
+    sink = sink + total;
+    if (slice == 0 || dt < best_dt) best_dt = dt;
+  }
   const double flops = static_cast<double>(iters) * 16.0 * kt.vector_floats * 2.0 * threads;
-  sink = sink + total;
-  return flops / dt / 1e9;
+  return flops / best_dt / 1e9;
 }
 
 }  // namespace engine

@@ -31,8 +31,9 @@ std::vector<Isa> available_isas();
 void set_active_isa(Isa isa);
 
 // Measures this machine's FP32 FMA peak in GFLOP/s with the active instruction set: every thread
-// runs 16 independent chains of register-only vector FMAs for about `seconds`; the result is the
-// FLOPs done divided by the wall time. Used for "% of peak" in benchmarks and the profiler.
+// runs 16 independent chains of register-only vector FMAs, in five slices of about seconds / 5;
+// the result is the FLOPs of a slice over the fastest slice's wall time. Used for "% of peak" in
+// benchmarks and the profiler.
 double measure_fma_peak_gflops(int threads = 1, double seconds = 0.2);
 
 }  // namespace engine
