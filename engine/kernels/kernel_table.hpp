@@ -31,8 +31,7 @@ struct GemmStore {
 };
 
 // Packs rows [0, m) x cols [0, k) of A (row stride lda) into MR-row panels:
-//   out: [ceil(m / MR)][k][MR], rows past m zero-filled. out needs 8 floats of slack past its end
-//   (vector stores may run over; what they write there is garbage).
+//   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
 using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
 
 // C[m, n] (row stride ldc) op= A[m, kc] · B_packed over kc, where B_packed holds ceil(n/NR) panels

@@ -268,10 +268,11 @@ struct Gemm {
         i64 k_done = 0;
 #if defined(__AVX2__)
         // 8 k-columns of the MR rows at a time through an 8 x 8 register transpose (rows past MR
-        // read row 0 again). Each transposed row is stored 8 wide at stride MR: the MR..7 extra
-        // floats land where the next store writes, or in the PackAFn's slack after the last panel.
+        // read row 0 again). Each transposed row is stored 8 wide at stride MR: the 8 - MR extra
+        // floats land where the next store writes, and the last block that would run past the
+        // panel is left to the scalar loop, so a packer never writes outside its own panels.
         if constexpr (MR <= 8) {
-          for (; k_done + 8 <= k; k_done += 8) {
+          for (; (k_done + 7) * MR + 8 <= k * MR; k_done += 8) {
             alignas(32) float block[8 * 8];
             for (int t = 0; t < 8; ++t) {
               const float* src = a + (i + (t < MR ? t : 0)) * lda + k_done;

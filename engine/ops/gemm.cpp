@@ -61,7 +61,7 @@ thread_local Scratch t_scratch;
 
 i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div(N, blk.nr) * blk.nr; }
 
-i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc + 16; }  // + PackAFn's slack
+i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
 
 // ENGINE_GEMM_PACK_A=always|never overrides the automatic choice (a tuning knob for benchmarks).
 std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
@@ -226,13 +226,13 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
   const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
+  const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
+  const i64 b_floats = g.prepacked_b == nullptr ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
+
   // Elements each split repeats in every thread; packing counts, reading in place counts little.
   const double a_repeat = static_cast<double>(g.M) * static_cast<double>(g.K) * (g.pack_a ? 1.0 : 0.1);
   const double b_repeat = static_cast<double>(g.K) * static_cast<double>(g.N) * (g.prepacked_b ? 0.1 : 1.0);
   const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/a_repeat < b_repeat);
-
-  const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
-  const i64 b_floats = g.prepacked_b == nullptr ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
   auto body = [&](int tid) {
