@@ -34,11 +34,11 @@ struct GemmStore {
 //   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
 using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
 
-// C[m, n] (row stride ldc) op= A[m, kc] · B_packed over kc, where B_packed holds ceil(n/NR) panels
-// [kc][NR] (the layout above) and A is either read in place (row stride lda) or, when a_packed,
-// the output of PackAFn.
+// C[m, n] (row stride ldc) op= A[m, kc] · B[kc, n]. A is read in place (row stride lda) or, when
+// a_packed, is the output of PackAFn. B is the output of PackBFn when ldb == 0 (ceil(n/NR) panels
+// [kc][NR]), otherwise B[kc, n] read in place at row stride ldb, which needs n % NR == 0.
 using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
-                             bool a_packed, const float* b_packed, float* c, std::int64_t ldc,
+                             bool a_packed, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
                              const GemmStore& store);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):

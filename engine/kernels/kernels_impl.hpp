@@ -161,10 +161,10 @@ struct Gemm {
   //   a: PACKED: an [kc][MR] panel made by pack_a (one contiguous stream, no cache-set conflicts
   //      between rows); otherwise ROWS rows of A read in place at row stride lda (MLAS-style:
   //      packing costs as much as the arithmetic when N is small).
-  //   b: [kc][NR] packed B panel;  c: ROWS x NR at row stride ldc.
+  //   b: kc rows of NR floats at row stride ldb (NR for a packed panel);  c: ROWS x NR at row stride ldc.
   template <int ROWS, bool PACKED>
-  static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, float* c, i64 ldc,
-                    const GemmStore& store, const float* bias) {
+  static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, i64 ldb, float* c,
+                    i64 ldc, const GemmStore& store, const float* bias) {
     // The C tile is needed only after the k loop: ask for its lines now, for writing.
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
@@ -180,7 +180,7 @@ struct Gemm {
     for (i64 k = 0; k < kc; ++k) {
       B bv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = B::load_aligned(b + v * W);
+      for (int v = 0; v < NV; ++v) bv[v] = B::load_unaligned(b + v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
         const B ai(PACKED ? a[i] : a[i * lda + k]);
@@ -188,7 +188,7 @@ struct Gemm {
         for (int v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
       }
       if (PACKED) a += MR;
-      b += NR;
+      b += ldb;
     }
 
     if (!store.epilogue || (bias == nullptr && store.activation == Activation::none)) {
@@ -217,7 +217,7 @@ struct Gemm {
     }
   }
 
-  using MicroFn = void (*)(i64, const float*, i64, const float*, float*, i64, const GemmStore&, const float*);
+  using MicroFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, const GemmStore&, const float*);
 
   template <bool PACKED, int... R>
   static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
@@ -228,11 +228,13 @@ struct Gemm {
       make_micro_table<false>(std::make_integer_sequence<int, MR>{}),
       make_micro_table<true>(std::make_integer_sequence<int, MR>{})};
 
-  static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b_packed, float* c,
-                    i64 ldc, const GemmStore& store) {
+  static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b, i64 ldb,
+                    float* c, i64 ldc, const GemmStore& store) {
     const auto& micro_fns = micro_by_rows[a_packed ? 1 : 0];
     for (i64 j = 0; j < n; j += NR) {
-      const float* b_panel = b_packed + (j / NR) * kc * NR;
+      // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
+      const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
+      const i64 b_stride = ldb == 0 ? NR : ldb;
       const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
       const i64 cols = imin(NR, n - j);
       for (i64 i = 0; i < m; i += MR) {
@@ -240,7 +242,7 @@ struct Gemm {
         const i64 rows = imin(MR, m - i);
         float* c_tile = c + i * ldc + j;
         if (cols == NR) {
-          micro_fns[rows - 1](kc, a_tile, lda, b_panel, c_tile, ldc, store, bias);
+          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias);
         } else {
           // Right edge: run the full tile into a temporary (the padded B columns are zero), with
           // the same arithmetic as a full tile, then copy the valid columns.
@@ -250,7 +252,7 @@ struct Gemm {
             for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
           if (bias != nullptr)
             for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
-          micro_fns[rows - 1](kc, a_tile, lda, b_panel, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
+          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
           for (i64 r = 0; r < rows; ++r)
             for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
         }

@@ -76,6 +76,8 @@ std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
 // of a large power of two they map to one or two of L1's 64 sets and evict each other and the B
 // panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%). Pack when that happens and at least
 // four B panels share the packed block; otherwise (e.g. lda = 64, or N = 64) read A in place.
+std::atomic<ops::PackBPolicy> g_pack_b_policy{ops::PackBPolicy::automatic};
+
 bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda) {
   switch (g_pack_a_policy.load()) {
     case ops::PackAPolicy::always: return true;
@@ -89,6 +91,18 @@ bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda) {
   const i64 line_stride = (row_bytes / kLineBytes) % kL1Sets;
   const i64 distinct_sets = kL1Sets / std::gcd(line_stride == 0 ? kL1Sets : line_stride, kL1Sets);
   return distinct_sets < blk.mr;  // some of a tile's rows share a set
+}
+
+// Per call, B[K, N] is packed by each thread for the blocks it uses; that costs a load and a store
+// per element, against 2·M FLOPs per element of work. For few rows (M <= 256: ~7% at M = 128) the
+// micro-kernel reads B's rows in place instead, when it can: not transposed, and whole NR panels.
+bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
+  switch (g_pack_b_policy.load()) {
+    case ops::PackBPolicy::always: return false;
+    case ops::PackBPolicy::never: return !trans && N % blk.nr == 0;
+    case ops::PackBPolicy::automatic: break;
+  }
+  return !trans && N % blk.nr == 0 && M <= 256;
 }
 
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
@@ -153,6 +167,7 @@ struct GemmCall {
   const float* b;
   i64 ldb;
   bool trans_b;
+  bool b_in_place;  // read B[K, N] directly instead of packing it (see read_b_in_place)
 };
 
 // One thread's share, rows [m_begin, m_end) x columns [n_begin, n_end) of C. Two loop orders:
@@ -163,8 +178,10 @@ struct GemmCall {
 void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float* a_buf, float* b_buf, i64 m_begin,
                    i64 m_end, i64 n_begin, i64 n_end) {
   const GemmBlocking& blk = kt.gemm;
-  auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {  // ceil(ncb / NR) panels [kcb][NR]
+  // ceil(ncb / NR) panels [kcb][NR], or B itself when read in place (g.b_in_place)
+  auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {
     if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.N, k0, n0);
+    if (g.b_in_place) return g.b + k0 * g.ldb + n0;
     kt.pack_b(kcb, ncb, g.trans_b ? g.b + n0 * g.ldb + k0 : g.b + k0 * g.ldb + n0, g.ldb, g.trans_b, b_buf);
     return b_buf;
   };
@@ -174,6 +191,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
     kt.pack_a(mcb, kcb, a, g.lda, a_buf);
     return a_buf;
   };
+  const i64 b_ld = g.b_in_place ? g.ldb : 0;
   auto store_for = [&](i64 k0, i64 kcb, i64 n0) {
     return kernels::GemmStore{k0 > 0 || g.accumulate, k0 + kcb == g.K,
                               g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
@@ -186,8 +204,8 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
         const float* a = a_block_at(m0, mcb, k0, kcb);
         for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
           const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
-          kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), g.C + m0 * g.ldc + n0, g.ldc,
-                        store_for(k0, kcb, n0));
+          kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
+                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0));
         }
       }
     }
@@ -200,8 +218,8 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       const float* b_block = b_block_at(k0, kcb, n0, ncb);
       for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
         const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
-        kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, g.C + m0 * g.ldc + n0,
-                      g.ldc, store_for(k0, kcb, n0));
+        kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, b_ld,
+                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0));
       }
     }
   }
@@ -210,7 +228,8 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
 // Elements packed by each loop order for one thread's rows x columns (see compute_block).
 bool prefer_m_outer(const GemmBlocking& blk, const GemmCall& g, i64 rows, i64 cols) {
   const double a_once = g.pack_a ? static_cast<double>(rows) * static_cast<double>(g.K) : 0.0;
-  const double b_once = g.prepacked_b == nullptr ? static_cast<double>(g.K) * static_cast<double>(cols) : 0.0;
+  const double b_once =
+      g.prepacked_b == nullptr && !g.b_in_place ? static_cast<double>(g.K) * static_cast<double>(cols) : 0.0;
   const double m_outer = a_once + b_once * static_cast<double>(ceil_div(rows, blk.mc));
   const double n_outer = b_once + a_once * static_cast<double>(ceil_div(cols, blk.nc));
   return m_outer <= n_outer;
@@ -227,11 +246,12 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
   const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
   const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
-  const i64 b_floats = g.prepacked_b == nullptr ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
+  const i64 b_floats = g.prepacked_b == nullptr && !g.b_in_place ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
 
   // Elements each split repeats in every thread; packing counts, reading in place counts little.
   const double a_repeat = static_cast<double>(g.M) * static_cast<double>(g.K) * (g.pack_a ? 1.0 : 0.1);
-  const double b_repeat = static_cast<double>(g.K) * static_cast<double>(g.N) * (g.prepacked_b ? 0.1 : 1.0);
+  const double b_repeat =
+      static_cast<double>(g.K) * static_cast<double>(g.N) * (g.prepacked_b || g.b_in_place ? 0.1 : 1.0);
   const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/a_repeat < b_repeat);
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
@@ -268,6 +288,7 @@ void check_common(const char* op, i64 M, i64 N, i64 K, const float* A, i64 lda, 
 namespace ops {
 void set_gemm_pack_a_policy(PackAPolicy policy) { g_pack_a_policy.store(policy); }
 PackAPolicy gemm_pack_a_policy() { return g_pack_a_policy.load(); }
+void set_gemm_pack_b_policy(PackBPolicy policy) { g_pack_b_policy.store(policy); }
 }  // namespace ops
 
 struct PackedMatrix::Impl {
@@ -319,7 +340,8 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans});
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans,
+                   read_b_in_place(kt.gemm, M, N, trans)});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -332,7 +354,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
   run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
-                   nullptr, 0, false});
+                   nullptr, 0, false, false});
 }
 
 }  // namespace engine

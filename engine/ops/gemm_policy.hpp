@@ -10,4 +10,10 @@ enum class PackAPolicy { automatic, always, never };
 void set_gemm_pack_a_policy(PackAPolicy policy);
 PackAPolicy gemm_pack_a_policy();
 
+// Whether a plain (not prepacked) GEMM packs B per call. automatic: read B in place when it is not
+// transposed, N is a multiple of NR and M <= 256; never: read in place whenever possible (tests);
+// always: always pack.
+enum class PackBPolicy { automatic, always, never };
+void set_gemm_pack_b_policy(PackBPolicy policy);
+
 }  // namespace engine::ops

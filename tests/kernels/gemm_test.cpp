@@ -41,14 +41,18 @@ std::string describe(const GemmCase& c) {
 
 void run_case_once(const GemmCase& c, std::uint32_t seed);
 
-// Every case runs twice: A packed into MR-row panels, and A read in place.
+// Every case runs four times: A packed or read in place, B packed or read in place (when it can be).
 void run_case(const GemmCase& c, std::uint32_t seed) {
-  for (ops::PackAPolicy policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
-    ops::set_gemm_pack_a_policy(policy);
-    SCOPED_TRACE(policy == ops::PackAPolicy::always ? "A packed" : "A in place");
-    run_case_once(c, seed);
-  }
+  for (ops::PackAPolicy a_policy : {ops::PackAPolicy::always, ops::PackAPolicy::never})
+    for (ops::PackBPolicy b_policy : {ops::PackBPolicy::always, ops::PackBPolicy::never}) {
+      ops::set_gemm_pack_a_policy(a_policy);
+      ops::set_gemm_pack_b_policy(b_policy);
+      SCOPED_TRACE(std::string(a_policy == ops::PackAPolicy::always ? "A packed" : "A in place") +
+                   (b_policy == ops::PackBPolicy::always ? ", B packed" : ", B in place where possible"));
+      run_case_once(c, seed);
+    }
   ops::set_gemm_pack_a_policy(ops::PackAPolicy::automatic);
+  ops::set_gemm_pack_b_policy(ops::PackBPolicy::automatic);
 }
 
 void run_case_once(const GemmCase& c, std::uint32_t seed) {
