@@ -24,6 +24,10 @@ int num_threads() {
 
 namespace parallel {
 int threads_for(std::int64_t work_items) {
+  // An op called from inside a parallel region (attention's per-head GEMMs) runs on the calling
+  // thread alone: nested regions are inactive, and a split planned for more threads would
+  // silently leave work undone.
+  if (omp_in_parallel()) return 1;
   const int t = num_threads();
   if (work_items < 1) return 1;
   return work_items < t ? static_cast<int>(work_items) : t;

@@ -23,7 +23,6 @@ namespace {
 using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
-constexpr bool kPrefetchC = false;
 
 template <class Arch>
 float horizontal_max(xsimd::batch<float, Arch> v) {
@@ -165,11 +164,6 @@ struct Gemm {
   template <int ROWS, bool PACKED>
   static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, i64 ldb, float* c,
                     i64 ldc, const GemmStore& store, const float* bias) {
-    // The C tile is needed only after the k loop: ask for its lines now, for writing.
-#pragma GCC unroll 16
-    for (int i = 0; i < ROWS; ++i)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v += 16 / W > 0 ? 16 / W : 1) if (kPrefetchC) __builtin_prefetch(c + i * ldc + v * W, 1, 3);
     B acc[ROWS][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
