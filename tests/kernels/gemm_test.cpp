@@ -170,6 +170,19 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
   set_num_threads(0);
 }
 
+TEST_P(GemmTest, CalledFromInsideAParallelRegionComputesEverything) {
+  // Attention runs per-head GEMMs from its own parallel loop; each call must do all of its work.
+  const i64 M = 2 * blk().mc + 5, N = 3 * blk().nr + 1, K = 77;
+  const auto A = random_vector(static_cast<std::size_t>(M * K), 21);
+  const auto B = random_vector(static_cast<std::size_t>(K * N), 22);
+  const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, nullptr, N, 0.0f, nullptr,
+                             Activation::none);
+  std::vector<std::vector<float>> C(4, std::vector<float>(static_cast<std::size_t>(M * N), -7.0f));
+#pragma omp parallel for num_threads(2)
+  for (int t = 0; t < 4; ++t) gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, C[t].data(), N);
+  for (int t = 0; t < 4; ++t) EXPECT_TRUE(all_close(C[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "call " << t;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, GemmTest, ::testing::ValuesIn(test_isas()), isa_param_name);
 
 TEST(GemmErrors, BadArgumentsNameTheProblem) {
