@@ -48,6 +48,16 @@ using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, co
 using SoftmaxRowFn = void (*)(std::int64_t visible, std::int64_t n, const float* x, float* y, float scale,
                               const float* bias_a, const float* bias_b);
 
+// One row of one key block of an online (flash) softmax. On entry s[0, n) holds raw scores
+// (Q·Kᵀ, unscaled), *running_max / *running_sum the state after the previous key blocks
+// (-inf / 0 before the first). Keys [visible, n) are masked by position. On return
+// s[j] = exp(v[j] - new_max) (0 where masked), with v as in SoftmaxRowFn, the state is updated, and
+// the result is the factor exp(old_max - new_max) by which the row's partial output must be
+// rescaled (0 on the first visible block; 1 when nothing is visible yet).
+using OnlineSoftmaxRowFn = float (*)(std::int64_t visible, std::int64_t n, float* s, float scale,
+                                     const float* bias_a, const float* bias_b, float* running_max,
+                                     float* running_sum);
+
 // One LayerNorm row: s = x + residual (residual may be null), y = (s - mean) / sqrt(var + eps) *
 // gamma + beta; s is written to sum_out when that is not null. y may alias x.
 using LayerNormRowFn = void (*)(std::int64_t n, const float* x, const float* residual, const float* gamma,
@@ -70,6 +80,7 @@ struct KernelTable {
   PackBFn pack_b;
   GemmMacroFn gemm_macro;
   SoftmaxRowFn softmax_row;
+  OnlineSoftmaxRowFn online_softmax_row;
   LayerNormRowFn layer_norm_row;
   ActivationFn activation;
   BiasAddFn bias_add;

@@ -389,6 +389,61 @@ void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, cons
 }
 
 // ---------------------------------------------------------------------------------------------
+// One row of one key block of the online (flash) softmax; see OnlineSoftmaxRowFn.
+template <class Arch>
+float online_softmax_row(i64 visible, i64 n, float* s, float scale, const float* bias_a, const float* bias_b,
+                         float* running_max, float* running_sum) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  const B vscale(scale);
+  B vmax(-INFINITY);
+  i64 j = 0;
+  for (; j + W <= visible; j += W) {
+    B v = B::load_unaligned(s + j) * vscale;
+    if (bias_a != nullptr) v += B::load_unaligned(bias_a + j);
+    if (bias_b != nullptr) v += B::load_unaligned(bias_b + j);
+    v.store_unaligned(s + j);
+    vmax = xsimd::max(vmax, v);
+  }
+  float block_max = horizontal_max<Arch>(vmax);
+  for (; j < visible; ++j) {
+    float v = s[j] * scale;
+    if (bias_a != nullptr) v += bias_a[j];
+    if (bias_b != nullptr) v += bias_b[j];
+    s[j] = v;
+    block_max = v > block_max ? v : block_max;
+  }
+  const float old_max = *running_max;
+  const float new_max = block_max > old_max ? block_max : old_max;
+  if (new_max == -INFINITY) {  // nothing visible so far: no weight, nothing to rescale
+    std::memset(s, 0, static_cast<std::size_t>(n) * sizeof(float));
+    return 1.0f;
+  }
+  alignas(64) float lanes[W];
+  exp_vec<Arch>(B(old_max - new_max)).store_aligned(lanes);  // exp(-inf) = 0 on the first block
+  const float correction = lanes[0];
+  const B vnew_max(new_max);
+  B vsum(0.0f);
+  for (j = 0; j + W <= visible; j += W) {
+    const B e = exp_vec<Arch>(B::load_unaligned(s + j) - vnew_max);
+    e.store_unaligned(s + j);
+    vsum += e;
+  }
+  if (j < visible) {
+    alignas(64) float tail[W];
+    for (i64 t = 0; t < W; ++t) tail[t] = j + t < visible ? s[j + t] : -INFINITY;
+    const B e = exp_vec<Arch>(B::load_aligned(tail) - vnew_max);
+    e.store_aligned(tail);
+    vsum += e;
+    for (i64 t = 0; j + t < visible; ++t) s[j + t] = tail[t];
+  }
+  for (i64 k = visible; k < n; ++k) s[k] = 0.0f;
+  *running_sum = *running_sum * correction + xsimd::hadd(vsum);
+  *running_max = new_max;
+  return correction;
+}
+
+// ---------------------------------------------------------------------------------------------
 // LayerNorm over one row; see LayerNormRowFn. Two-pass variance for accuracy.
 template <class Arch>
 void layer_norm_row(i64 n, const float* x, const float* residual, const float* gamma, const float* beta,
@@ -476,6 +531,7 @@ KernelTable make_table(Isa isa, const char* gemm_name, int kc, int mc, int nc) {
       &G::pack_b,
       &G::macro,
       &softmax_row<Arch>,
+      &online_softmax_row<Arch>,
       &layer_norm_row<Arch>,
       &activation_array<Arch>,
       &bias_add_array<Arch>,

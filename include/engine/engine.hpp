@@ -2,6 +2,7 @@
 #pragma once
 
 #include "engine/arena.hpp"
+#include "engine/attention.hpp"
 #include "engine/error.hpp"
 #include "engine/isa.hpp"
 #include "engine/ops.hpp"
