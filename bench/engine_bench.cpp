@@ -1,8 +1,9 @@
 // engine-bench: what this CPU does with engine's kernels, beside oneDNN on the same shapes in the
-// same run. For now it measures the GEMM shapes of ../shared/workloads.json and the masked
-// softmax; the whole-model workloads (W1..W4) come with the model layers.
+// same run. For now it measures the GEMM shapes of ../shared/workloads.json, attention (W4 and
+// longer sequences) and the masked softmax; the whole-model workloads (W1..W3) come with the layers.
 //
-//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--json FILE] [--quick]
+//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only gemm,attention,softmax]
+//                [--json FILE] [--quick]
 #include <omp.h>
 
 #include <algorithm>
@@ -29,13 +30,15 @@ using namespace engine::bench;
 struct Options {
   std::vector<int> threads;
   std::vector<std::string> shapes;  // empty: all
+  std::vector<std::string> sections{"gemm", "attention", "softmax"};
   TimingPlan plan;
   std::string json_path;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "engine-bench: " << message << "\n"
-            << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--json FILE] [--quick]\n";
+            << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
+               "gemm,attention,softmax] [--json FILE] [--quick]\n";
   std::exit(2);
 }
 
@@ -77,12 +80,18 @@ Options parse(int argc, char** argv) {
         for (const auto& s : kGemmShapes) known = known || name == s.name;
         if (!known) usage_error("unknown shape '" + name + "' (see ../shared/workloads.json gemm.shapes)");
       }
+    } else if (arg == "--only") {
+      o.sections = split_commas(value());
+      for (const auto& name : o.sections)
+        if (name != "gemm" && name != "attention" && name != "softmax")
+          usage_error("unknown section '" + name + "' for --only (expected gemm, attention, softmax)");
     } else if (arg == "--json") {
       o.json_path = value();
     } else if (arg == "--quick") {
       o.plan = TimingPlan{1, 3, 0.02, 0.05};
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--json FILE] [--quick]\n";
+      std::cout << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
+                   "gemm,attention,softmax] [--json FILE] [--quick]\n";
       std::exit(0);
     } else {
       usage_error("unknown argument '" + arg + "'");
@@ -127,67 +136,125 @@ int main(int argc, char** argv) {
   std::cout << "timing: " << opt.plan.rounds << " rounds x " << opt.plan.reps_per_round
             << " reps, implementations interleaved; median [min-max] over all reps\n\n";
 
+  auto wants = [&](const char* section) {
+    return std::find(opt.sections.begin(), opt.sections.end(), section) != opt.sections.end();
+  };
   std::vector<Row> rows;
-  const std::vector<GemmImpl> impls = {GemmImpl::ours, GemmImpl::onednn, GemmImpl::ours_packed, GemmImpl::onednn_packed};
-  std::printf("%-22s %3s %22s %22s %6s %22s %22s %6s %6s\n", "GEMM (GFLOP/s)", "thr", "engine", "oneDNN", "ratio",
-              "engine prepacked", "oneDNN prepacked", "ratio", "%peak");
-  for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
-    const int threads = opt.threads[ti];
-    engine::set_num_threads(threads);
-    omp_set_num_threads(threads);  // oneDNN's pool size
-    for (const auto& shape : kGemmShapes) {
-      if (!opt.shapes.empty() && std::find(opt.shapes.begin(), opt.shapes.end(), shape.name) == opt.shapes.end())
-        continue;
-      GemmProblem problem(shape);
-      Row row{shape.name, threads, {}, {}, problem.flops(), 0};
-      std::vector<std::function<void()>> fns;
-      for (GemmImpl impl : impls)
-        if (impl_available(impl)) {
-          fns.push_back(problem.make(impl));
-          row.impls.push_back(impl_name(impl));
-        }
-      row.stats = time_interleaved(fns, opt.plan);
-      auto gf = [&](std::size_t i) { return row.flops / row.stats[i].median_s / 1e9; };
-      auto cell = [&](std::size_t i) {
-        if (i >= row.stats.size()) return std::string("-");
-        return fmt("%.1f", gf(i)) + " [" + fmt("%.0f", row.flops / row.stats[i].max_s / 1e9) + "-" +
-               fmt("%.0f", row.flops / row.stats[i].min_s / 1e9) + "]";
-      };
-      const bool dnnl = row.stats.size() == 4;
-      // With oneDNN: columns engine, oneDNN, engine prepacked, oneDNN prepacked.
-      const std::size_t ours = 0, ours_packed = dnnl ? 2 : 1;
-      std::printf("%-22s %3d %22s %22s %6s %22s %22s %6s %5.0f%%\n", shape.name, threads, cell(ours).c_str(),
-                  dnnl ? cell(1).c_str() : "-", dnnl ? fmt("%.2f", gf(0) / gf(1)).c_str() : "-",
-                  cell(ours_packed).c_str(), dnnl ? cell(3).c_str() : "-",
-                  dnnl ? fmt("%.2f", gf(2) / gf(3)).c_str() : "-", 100.0 * gf(ours_packed) / peak[ti]);
-      std::fflush(stdout);
-      rows.push_back(std::move(row));
+  if (wants("gemm")) {
+    const std::vector<GemmImpl> impls = {GemmImpl::ours, GemmImpl::onednn, GemmImpl::ours_packed,
+                                         GemmImpl::onednn_packed};
+    std::printf("%-22s %3s %22s %22s %6s %22s %22s %6s %6s\n", "GEMM (GFLOP/s)", "thr", "engine", "oneDNN", "ratio",
+                "engine prepacked", "oneDNN prepacked", "ratio", "%peak");
+    for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+      const int threads = opt.threads[ti];
+      engine::set_num_threads(threads);
+      omp_set_num_threads(threads);  // oneDNN's pool size
+      for (const auto& shape : kGemmShapes) {
+        if (!opt.shapes.empty() && std::find(opt.shapes.begin(), opt.shapes.end(), shape.name) == opt.shapes.end())
+          continue;
+        GemmProblem problem(shape);
+        Row row{shape.name, threads, {}, {}, problem.flops(), 0};
+        std::vector<std::function<void()>> fns;
+        for (GemmImpl impl : impls)
+          if (impl_available(impl)) {
+            fns.push_back(problem.make(impl));
+            row.impls.push_back(impl_name(impl));
+          }
+        row.stats = time_interleaved(fns, opt.plan);
+        auto gf = [&](std::size_t i) { return row.flops / row.stats[i].median_s / 1e9; };
+        auto cell = [&](std::size_t i) {
+          if (i >= row.stats.size()) return std::string("-");
+          return fmt("%.1f", gf(i)) + " [" + fmt("%.0f", row.flops / row.stats[i].max_s / 1e9) + "-" +
+                 fmt("%.0f", row.flops / row.stats[i].min_s / 1e9) + "]";
+        };
+        const bool dnnl = row.stats.size() == 4;
+        // With oneDNN: columns engine, oneDNN, engine prepacked, oneDNN prepacked.
+        const std::size_t ours = 0, ours_packed = dnnl ? 2 : 1;
+        std::printf("%-22s %3d %22s %22s %6s %22s %22s %6s %5.0f%%\n", shape.name, threads, cell(ours).c_str(),
+                    dnnl ? cell(1).c_str() : "-", dnnl ? fmt("%.2f", gf(0) / gf(1)).c_str() : "-",
+                    cell(ours_packed).c_str(), dnnl ? cell(3).c_str() : "-",
+                    dnnl ? fmt("%.2f", gf(2) / gf(3)).c_str() : "-", 100.0 * gf(ours_packed) / peak[ti]);
+        std::fflush(stdout);
+        rows.push_back(std::move(row));
+      }
+    }
+  }
+
+  // Attention: W4 of ../shared/workloads.json (q, k, v [4, 12, 512, 64], causal), then longer
+  // sequences at batch 1, both paths. Scratch is per thread: materialized holds a 64 x S score
+  // block, fused a 64 x 256 score tile and a 64 x dv output tile.
+  if (wants("attention")) {
+    std::printf("\n%-22s %3s %22s %22s %14s %14s\n", "attention (ms)", "thr", "fused", "materialized", "fused scratch",
+                "mat. scratch");
+    struct AttentionShape {
+      const char* name;
+      std::int64_t B, H, S, d;
+    };
+    for (int threads : opt.threads) {
+      engine::set_num_threads(threads);
+      for (const AttentionShape& a :
+           {AttentionShape{"W4_causal_s512", 4, 12, 512, 64}, AttentionShape{"causal_s2048_b1", 1, 12, 2048, 64},
+            AttentionShape{"causal_s4096_b1", 1, 12, 4096, 64}}) {
+        const std::size_t n = static_cast<std::size_t>(a.B * a.H * a.S * a.d);
+        std::vector<float> q(n), k(n), v(n), o(n);
+        std::mt19937 rng(1);
+        std::normal_distribution<float> dist(0.0f, 1.0f);
+        for (auto* t : {&q, &k, &v})
+          for (float& x : *t) x = dist(rng);
+        auto view = [&](std::vector<float>& t) { return engine::TensorView(t.data(), {a.B, a.H, a.S, a.d}); };
+        engine::AttentionMask mask;
+        mask.causal = true;
+        auto run = [&](engine::AttentionPath path) {
+          return
+              [&, path] { engine::scaled_dot_product_attention(view(q), view(k), view(v), view(o), mask, 0.0f, path); };
+        };
+        // Causal: about half of the S x S scores, two GEMMs of 2·d FLOPs per score.
+        const double flops = 2.0 * 2.0 * static_cast<double>(a.B * a.H) * static_cast<double>(a.S) *
+                             static_cast<double>(a.S + 1) / 2.0 * static_cast<double>(a.d);
+        Row row{a.name, threads, {"fused", "materialized"}, {}, flops, 0};
+        row.stats =
+            time_interleaved({run(engine::AttentionPath::fused), run(engine::AttentionPath::materialized)}, opt.plan);
+        auto cell = [&](std::size_t i) {
+          return fmt("%.2f", row.stats[i].median_s * 1e3) + " [" + fmt("%.2f", row.stats[i].min_s * 1e3) + "-" +
+                 fmt("%.2f", row.stats[i].max_s * 1e3) + "]";
+        };
+        const double fused_kib = 64.0 * (256 + a.d + 2) * 4 / 1024,
+                     mat_kib = 64.0 * static_cast<double>(a.S) * 4 / 1024;
+        std::printf("%-22s %3d %22s %22s %10.0f KiB %10.0f KiB\n", a.name, threads, cell(0).c_str(), cell(1).c_str(),
+                    fused_kib, mat_kib);
+        std::fflush(stdout);
+        rows.push_back(std::move(row));
+      }
     }
   }
 
   // Masked softmax over attention-shaped scores [12, S, S], plain and causal.
-  std::printf("\n%-22s %3s %22s\n", "softmax (GB/s)", "thr", "engine");
-  for (int threads : opt.threads) {
-    engine::set_num_threads(threads);
-    for (bool causal : {false, true})
-      for (std::int64_t S : {128, 512}) {
-        const std::int64_t batch = 12;
-        std::vector<float> x(static_cast<std::size_t>(batch * S * S)), y(x.size());
-        std::mt19937 rng(0);
-        std::normal_distribution<float> dist(0.0f, 3.0f);
-        for (float& v : x) v = dist(rng);
-        engine::SoftmaxMask mask;
-        mask.causal = causal;
-        const double bytes = static_cast<double>(x.size()) * sizeof(float) * 2.0;
-        Row row{std::string(causal ? "causal" : "plain") + "_s" + std::to_string(S), threads, {"engine"}, {}, 0, bytes};
-        row.stats = time_interleaved({[&] { engine::masked_softmax(batch, S, S, x.data(), S, y.data(), S, 0.125f, mask); }},
-                                     opt.plan);
-        std::printf("%-22s %3d %22s\n", row.what.c_str(), threads,
-                    (fmt("%.1f", bytes / row.stats[0].median_s / 1e9) + " [" + fmt("%.0f", bytes / row.stats[0].max_s / 1e9) +
-                     "-" + fmt("%.0f", bytes / row.stats[0].min_s / 1e9) + "]")
-                        .c_str());
-        rows.push_back(std::move(row));
-      }
+  if (wants("softmax")) {
+    std::printf("\n%-22s %3s %22s\n", "softmax (GB/s)", "thr", "engine");
+    for (int threads : opt.threads) {
+      engine::set_num_threads(threads);
+      for (bool causal : {false, true})
+        for (std::int64_t S : {128, 512}) {
+          const std::int64_t batch = 12;
+          std::vector<float> x(static_cast<std::size_t>(batch * S * S)), y(x.size());
+          std::mt19937 rng(0);
+          std::normal_distribution<float> dist(0.0f, 3.0f);
+          for (float& v : x) v = dist(rng);
+          engine::SoftmaxMask mask;
+          mask.causal = causal;
+          const double bytes = static_cast<double>(x.size()) * sizeof(float) * 2.0;
+          Row row{
+              std::string(causal ? "causal" : "plain") + "_s" + std::to_string(S), threads, {"engine"}, {}, 0, bytes};
+          row.stats = time_interleaved(
+              {[&] { engine::masked_softmax(batch, S, S, x.data(), S, y.data(), S, 0.125f, mask); }}, opt.plan);
+          std::printf(
+              "%-22s %3d %22s\n", row.what.c_str(), threads,
+              (fmt("%.1f", bytes / row.stats[0].median_s / 1e9) + " [" + fmt("%.0f", bytes / row.stats[0].max_s / 1e9) +
+               "-" + fmt("%.0f", bytes / row.stats[0].min_s / 1e9) + "]")
+                  .c_str());
+          rows.push_back(std::move(row));
+        }
+    }
   }
   engine::set_num_threads(0);
 
