@@ -1,8 +1,11 @@
 // Scaled dot-product attention: out = softmax(Q·Kᵀ·scale + masks)·V, per batch and head.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
+#include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 
 namespace engine {
@@ -44,5 +47,51 @@ enum class AttentionPath {
 void scaled_dot_product_attention(const TensorView& q, const TensorView& k, const TensorView& v,
                                   const TensorView& out, const AttentionMask& mask = {}, float scale = 0.0f,
                                   AttentionPath path = AttentionPath::automatic);
+
+}  // namespace engine
+
+namespace engine {
+
+// nn.MultiheadAttention's parameters, PyTorch's layout (state_dict names in comments). Borrowed
+// for the constructor only: the weights are packed into the layer.
+struct MultiheadAttentionWeights {
+  const float* in_proj_weight = nullptr;   // in_proj_weight  [3·d, d]: rows W_q | W_k | W_v
+  const float* in_proj_bias = nullptr;     // in_proj_bias    [3·d], or null
+  const float* out_proj_weight = nullptr;  // out_proj.weight [d, d]
+  const float* out_proj_bias = nullptr;    // out_proj.bias   [d], or null
+};
+
+// Multi-head attention: project Q, K, V, split d_model into heads x d_k, attend per head, merge,
+// project out. Inputs and outputs are batch-first [B, S, d_model] rows, contiguous.
+class MultiheadAttention {
+ public:
+  enum class Kind {
+    self_attention,   // query = key = value: Q, K and V in one GEMM over the packed [3·d, d] weight
+    cross_attention,  // Q from the query input, K and V from the memory (one [2·d, d] GEMM)
+  };
+
+  MultiheadAttention(Kind kind, std::int64_t d_model, std::int64_t heads, const MultiheadAttentionWeights& w);
+
+  std::int64_t d_model() const { return d_; }
+  std::int64_t heads() const { return heads_; }
+
+  // Floats of scratch forward() needs for these sizes.
+  std::size_t workspace_floats(std::int64_t batch, std::int64_t q_len, std::int64_t kv_len) const;
+
+  // out [B, Sq, d] = attention(query [B, Sq, d], memory [B, Sk, d]); for self-attention memory must
+  // be null (Sk = Sq). mask as for scaled_dot_product_attention. workspace holds at least
+  // workspace_floats(B, Sq, Sk) floats, 64-byte aligned preferred; out must not alias the inputs.
+  void forward(const float* query, const float* memory, std::int64_t batch, std::int64_t q_len, std::int64_t kv_len,
+               const AttentionMask& mask, float* out, float* workspace,
+               AttentionPath path = AttentionPath::automatic) const;
+
+ private:
+  Kind kind_;
+  std::int64_t d_, heads_;
+  PackedMatrix w_q_or_qkv_;  // self: [3·d, d] packed; cross: W_q [d, d]
+  PackedMatrix w_kv_;        // cross only: [2·d, d]
+  PackedMatrix w_out_;
+  std::vector<float> b_qkv_, b_out_;  // zeros where PyTorch has no bias
+};
 
 }  // namespace engine

@@ -1,0 +1,84 @@
+// Multi-head attention with nn.MultiheadAttention's weights. The forward pass reads like the seed:
+//   qkv  = x · in_proj_weightᵀ + in_proj_bias          // (B·S, 3·d)
+//   q, k, v = split heads of qkv with strides           // (B, H, S, d_k) views, no copies
+//   ctx  = softmax(q·kᵀ/√d_k + masks)·v                 // written straight into (B, S, H·d_k)
+//   out  = ctx · out_proj.weightᵀ + out_proj.bias       // (B·S, d)
+#include <algorithm>
+
+#include "engine/attention.hpp"
+#include "engine/error.hpp"
+
+namespace engine {
+namespace {
+using i64 = std::int64_t;
+
+// [B, S, H·dk] rows at row stride `row_stride` (floats), starting at `base`, as [B, H, S, dk].
+TensorView heads_view(const float* base, i64 B, i64 S, i64 H, i64 dk, i64 row_stride) {
+  return TensorView(const_cast<float*>(base), {B, S, H * dk}, {S * row_stride, row_stride, 1})
+      .split(2, H, dk)
+      .transposed(1, 2);
+}
+}  // namespace
+
+MultiheadAttention::MultiheadAttention(Kind kind, i64 d_model, i64 heads, const MultiheadAttentionWeights& w)
+    : kind_(kind), d_(d_model), heads_(heads) {
+  if (d_model < 1 || heads < 1) fail("MultiheadAttention: d_model and heads must be >= 1, got ", d_model, " and ", heads);
+  if (d_model % heads != 0)
+    fail("MultiheadAttention: d_model (", d_model, ") must be divisible by the number of heads (", heads, ")");
+  if (w.in_proj_weight == nullptr) fail("MultiheadAttention: in_proj_weight is null");
+  if (w.out_proj_weight == nullptr) fail("MultiheadAttention: out_proj.weight is null");
+  const i64 d = d_model;
+  if (kind == Kind::self_attention) {
+    w_q_or_qkv_ = pack_matrix(d, 3 * d, w.in_proj_weight, d, Transpose::yes);
+  } else {
+    w_q_or_qkv_ = pack_matrix(d, d, w.in_proj_weight, d, Transpose::yes);
+    w_kv_ = pack_matrix(d, 2 * d, w.in_proj_weight + d * d, d, Transpose::yes);
+  }
+  w_out_ = pack_matrix(d, d, w.out_proj_weight, d, Transpose::yes);
+  b_qkv_.assign(static_cast<std::size_t>(3 * d), 0.0f);
+  b_out_.assign(static_cast<std::size_t>(d), 0.0f);
+  if (w.in_proj_bias != nullptr) std::copy_n(w.in_proj_bias, 3 * d, b_qkv_.begin());
+  if (w.out_proj_bias != nullptr) std::copy_n(w.out_proj_bias, d, b_out_.begin());
+}
+
+std::size_t MultiheadAttention::workspace_floats(i64 batch, i64 q_len, i64 kv_len) const {
+  // self: qkv (B·S, 3d) + ctx (B·S, d); cross: q (B·Sq, d) + kv (B·Sk, 2d) + ctx (B·Sq, d)
+  const i64 floats = kind_ == Kind::self_attention ? batch * q_len * 4 * d_
+                                                   : batch * q_len * 2 * d_ + batch * kv_len * 2 * d_;
+  return static_cast<std::size_t>(floats);
+}
+
+void MultiheadAttention::forward(const float* query, const float* memory, i64 batch, i64 q_len, i64 kv_len,
+                                 const AttentionMask& mask, float* out, float* workspace, AttentionPath path) const {
+  if (query == nullptr || out == nullptr || workspace == nullptr)
+    fail("MultiheadAttention::forward: ", query == nullptr ? "query" : out == nullptr ? "out" : "workspace", " is null");
+  if (batch < 1 || q_len < 1 || kv_len < 1)
+    fail("MultiheadAttention::forward: batch, q_len and kv_len must be >= 1, got ", batch, ", ", q_len, ", ", kv_len);
+  const i64 d = d_, H = heads_, dk = d_ / heads_;
+  if (kind_ == Kind::self_attention) {
+    if (memory != nullptr) fail("MultiheadAttention::forward: self-attention takes no memory (pass null)");
+    if (kv_len != q_len)
+      fail("MultiheadAttention::forward: self-attention needs kv_len == q_len, got ", kv_len, " and ", q_len);
+    float* qkv = workspace;                  // (B·S, 3·d)
+    float* ctx = qkv + batch * q_len * 3 * d;  // (B·S, d)
+    gemm_packed(batch * q_len, query, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
+    scaled_dot_product_attention(heads_view(qkv, batch, q_len, H, dk, 3 * d),
+                                 heads_view(qkv + d, batch, q_len, H, dk, 3 * d),
+                                 heads_view(qkv + 2 * d, batch, q_len, H, dk, 3 * d),
+                                 heads_view(ctx, batch, q_len, H, dk, d), mask, 0.0f, path);
+    gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+    return;
+  }
+  if (memory == nullptr) fail("MultiheadAttention::forward: cross-attention needs the memory (got null)");
+  float* q = workspace;                     // (B·Sq, d)
+  float* kv = q + batch * q_len * d;        // (B·Sk, 2·d): K | V
+  float* ctx = kv + batch * kv_len * 2 * d;  // (B·Sq, d)
+  gemm_packed(batch * q_len, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
+  gemm_packed(batch * kv_len, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
+  scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d), heads_view(kv, batch, kv_len, H, dk, 2 * d),
+                               heads_view(kv + d, batch, kv_len, H, dk, 2 * d), heads_view(ctx, batch, q_len, H, dk, d),
+                               mask, 0.0f, path);
+  gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+}
+
+}  // namespace engine
