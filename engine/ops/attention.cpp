@@ -66,13 +66,14 @@ const float* key_bias_for(Scratch& sc, const AttentionMask& mask, i64 b, i64 Sk)
   return bias;
 }
 
-// Additive mask row for query i: the float mask row itself, or the bool row converted.
-const float* row_bias_for(Scratch& sc, const AttentionMask& mask, i64 i, i64 Sk) {
+// Additive mask row for query i, valid for keys [j0, j1): the float mask row itself, or that part
+// of the bool row converted.
+const float* row_bias_for(Scratch& sc, const AttentionMask& mask, i64 i, i64 Sk, i64 j0, i64 j1) {
   if (mask.attn_bias != nullptr) return mask.attn_bias + i * Sk;
   if (mask.attn_mask == nullptr) return nullptr;
   float* bias = grow(sc.row_bias, Sk);
   const bool* row = mask.attn_mask + i * Sk;
-  for (i64 j = 0; j < Sk; ++j) bias[j] = row[j] ? -INFINITY : 0.0f;
+  for (i64 j = j0; j < j1; ++j) bias[j] = row[j] ? -INFINITY : 0.0f;
   return bias;
 }
 
@@ -101,7 +102,7 @@ void materialized(const kernels::KernelTable& kt, Scratch& sc, const Item& it, c
   for (i64 r = 0; r < it.rows; ++r) {
     const i64 i = it.i0 + r;
     kt.softmax_row(rm.visible(it.b, i), key_end, scores + r * key_end, scores + r * key_end, scale, key_bias,
-                   row_bias_for(sc, mask, i, s.Sk));
+                   row_bias_for(sc, mask, i, s.Sk, 0, key_end));
   }
   gemm(it.rows, s.dv, key_end, scores, key_end, it.v, it.ldv, Transpose::no, it.out, it.ldo);
 }
@@ -121,11 +122,16 @@ void fused(const kernels::KernelTable& kt, Scratch& sc, const Item& it, const Sh
   const float* key_bias = key_bias_for(sc, mask, it.b, s.Sk);
   for (i64 j0 = 0; j0 < key_end; j0 += kKeyBlock) {
     const i64 kb = std::min(kKeyBlock, key_end - j0);
+    // A tile whose keys are all padding adds nothing to any row: skip it, do not compute it.
+    if (mask.key_padding != nullptr) {
+      const bool* pad = mask.key_padding + it.b * s.Sk + j0;
+      if (std::all_of(pad, pad + kb, [](bool p) { return p; })) continue;
+    }
     gemm(it.rows, kb, s.dk, it.q, it.ldq, it.k + j0 * it.ldk, it.ldk, Transpose::yes, scores, kb);
     for (i64 r = 0; r < it.rows; ++r) {
       const i64 i = it.i0 + r;
       const i64 vis = std::clamp<i64>(rm.visible(it.b, i) - j0, 0, kb);
-      const float* bias_b = row_bias_for(sc, mask, i, s.Sk);
+      const float* bias_b = row_bias_for(sc, mask, i, s.Sk, j0, j0 + kb);
       const float correction =
           kt.online_softmax_row(vis, kb, scores + r * kb, scale, key_bias != nullptr ? key_bias + j0 : nullptr,
                                 bias_b != nullptr ? bias_b + j0 : nullptr, row_max + r, row_sum + r);
