@@ -65,6 +65,8 @@ class Arena {
 
   // Forgets every bump allocation (the memory stays).
   void reset() { used_ = 0; }
+  // Forgets the bump allocations made since used() returned `mark` (scoped scratch).
+  void release(std::size_t mark) { used_ = mark < used_ ? mark : used_; }
 
  private:
   std::byte* checked_at(const ArenaSlot& slot) const;

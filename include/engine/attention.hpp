@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/arena.hpp"
 #include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 
@@ -33,7 +34,7 @@ struct AttentionMask {
 };
 
 enum class AttentionPath {
-  automatic,     // fused for long key sequences, materialized for short ones
+  automatic,     // materialized while its 64 x Sk score block fits in L2 (Sk <= 4096), else fused
   materialized,  // scores for a block of query rows via GEMM, masked softmax, then P·V via GEMM
   fused,         // flash-style: query tiles against key tiles with an online softmax; never holds
                  // a row of Sk scores, skips key tiles that are entirely masked
@@ -44,9 +45,18 @@ enum class AttentionPath {
 // TensorView::split + transposed are used in place. scale <= 0 means 1/sqrt(dk). Work is split over
 // batch x head x query blocks; the result is bitwise identical for every thread count.
 // Throws engine::Error naming the tensor and the expected and actual shape on bad input.
+// Scratch: each thread needs O(64 x Sk) floats on the materialized path and O(64 x (256 + dv)) on
+// the fused one, cache-line aligned. With `workspace`, it comes from that arena (one allocation,
+// released before returning; an arena too small is an engine::Error); without, from per-thread
+// buffers that grow on first use.
 void scaled_dot_product_attention(const TensorView& q, const TensorView& k, const TensorView& v,
                                   const TensorView& out, const AttentionMask& mask = {}, float scale = 0.0f,
-                                  AttentionPath path = AttentionPath::automatic);
+                                  AttentionPath path = AttentionPath::automatic, Arena* workspace = nullptr);
+
+// Bytes of arena that scaled_dot_product_attention() needs for these views with num_threads()
+// threads.
+std::size_t attention_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
+                                      AttentionPath path = AttentionPath::automatic);
 
 }  // namespace engine
 

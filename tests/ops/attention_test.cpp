@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/arena.hpp"
 #include "engine/attention.hpp"
 #include "engine/error.hpp"
 #include "engine/ops.hpp"
@@ -254,6 +255,34 @@ TEST_P(AttentionTest, SplitHeadViewsNeedNoCopies) {
           const double w = want[static_cast<std::size_t>(((b * H + h) * S + s) * dk + e)];
           ASSERT_NEAR(merged[static_cast<std::size_t>((b * S + s) * d + h * dk + e)], w, 2e-5);
         }
+}
+
+TEST_P(AttentionTest, ScratchFromAnArenaGivesTheSameResultAndIsGivenBack) {
+  for (AttentionPath path : {AttentionPath::materialized, AttentionPath::fused}) {
+    Case c{2, 3, 70, 300, 32, 32, true};
+    Problem p(c, 13);
+    const auto without = p.run(path);
+    const TensorView q = p.view(p.q, c.Sq, c.dk), k = p.view(p.k, c.Sk, c.dk), v = p.view(p.v, c.Sk, c.dv);
+    const std::size_t bytes = attention_workspace_bytes(q, k, v, path);
+    Arena arena(bytes + 64);
+    (void)arena.allocate<float>("caller's buffer", 16);  // the op must leave this alone
+    const std::size_t used = arena.used();
+    std::vector<float> out(without.size());
+    scaled_dot_product_attention(q, k, v, TensorView(out.data(), {c.B, c.H, c.Sq, c.dv}), p.mask, 0.0f, path, &arena);
+    EXPECT_EQ(0, std::memcmp(out.data(), without.data(), out.size() * sizeof(float)));
+    EXPECT_EQ(arena.used(), used) << "scratch given back";
+    Arena small(bytes / 2);
+    expect_error([&] { scaled_dot_product_attention(q, k, v, TensorView(out.data(), {c.B, c.H, c.Sq, c.dv}), p.mask,
+                                                    0.0f, path, &small); },
+                 "attention scratch");
+  }
+  // The fused path's scratch does not grow with the key length.
+  std::vector<float> a(64 * 64), b(4096 * 64), b2(8192 * 64);
+  const TensorView q(a.data(), {1, 1, 64, 64});
+  EXPECT_EQ(attention_workspace_bytes(q, TensorView(b.data(), {1, 1, 4096, 64}), TensorView(b.data(), {1, 1, 4096, 64}),
+                                      AttentionPath::fused),
+            attention_workspace_bytes(q, TensorView(b2.data(), {1, 1, 8192, 64}),
+                                      TensorView(b2.data(), {1, 1, 8192, 64}), AttentionPath::fused));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, AttentionTest, ::testing::ValuesIn(test_isas()), isa_param_name);
