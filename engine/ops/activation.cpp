@@ -39,6 +39,13 @@ void activation(Activation act, std::int64_t n, float* x) {
   }
 }
 
+void add(std::int64_t n, const float* src, float* dst) {
+  if (n < 0) fail("add: n must be >= 0, got ", n);
+  if (n == 0) return;
+  if (src == nullptr || dst == nullptr) fail("add: ", src == nullptr ? "src" : "dst", " is null");
+  kernels::active().bias_add(n, src, dst);
+}
+
 void bias_add(std::int64_t rows, std::int64_t cols, const float* bias, float* x, std::int64_t ld) {
   if (rows < 1 || cols < 1) fail("bias_add: rows and cols must be >= 1, got rows=", rows, " cols=", cols);
   if (bias == nullptr || x == nullptr) fail("bias_add: ", bias == nullptr ? "bias" : "x", " is null");

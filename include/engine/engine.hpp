@@ -5,6 +5,7 @@
 #include "engine/attention.hpp"
 #include "engine/error.hpp"
 #include "engine/isa.hpp"
+#include "engine/layers.hpp"
 #include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 

@@ -95,6 +95,9 @@ void layer_norm(std::int64_t rows, std::int64_t cols, const float* x, const floa
 // x[i] = act(x[i]) for n elements, in place.
 void activation(Activation act, std::int64_t n, float* x);
 
+// dst[i] += src[i] for n elements (a residual connection).
+void add(std::int64_t n, const float* src, float* dst);
+
 // x[r, c] += bias[c] for a [rows, cols] matrix with row stride ld.
 void bias_add(std::int64_t rows, std::int64_t cols, const float* bias, float* x, std::int64_t ld);
 

@@ -1,0 +1,118 @@
+// nn.TransformerEncoderLayer and nn.TransformerDecoderLayer, read like the seed's diary:
+//   post-LN: x = LayerNorm(x + sublayer(x))        pre-LN: x = x + sublayer(LayerNorm(x))
+// The residual add is fused into the LayerNorm that follows it wherever the order allows.
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.hpp"
+#include "engine/layers.hpp"
+
+namespace engine {
+namespace {
+
+using i64 = std::int64_t;
+
+void check_config(const LayerConfig& c, const char* who) {
+  if (c.d_model < 1 || c.heads < 1 || c.d_ff < 1)
+    fail(who, ": d_model, heads and d_ff must be >= 1, got ", c.d_model, ", ", c.heads, ", ", c.d_ff);
+  if (c.d_model % c.heads != 0)
+    fail(who, ": d_model (", c.d_model, ") must be divisible by the number of heads (", c.heads, ")");
+  if (!(c.layer_norm_eps > 0.0f) || !std::isfinite(c.layer_norm_eps))
+    fail(who, ": layer_norm_eps must be a positive finite number, got ", c.layer_norm_eps);
+}
+
+void copy_norm(const LayerNormWeights& w, i64 d, std::vector<float>& gamma, std::vector<float>& beta, const char* name) {
+  if (w.weight == nullptr || w.bias == nullptr) fail("layer: ", name, w.weight == nullptr ? ".weight" : ".bias", " is null");
+  gamma.assign(w.weight, w.weight + d);
+  beta.assign(w.bias, w.bias + d);
+}
+
+}  // namespace
+
+EncoderLayer::EncoderLayer(const LayerConfig& config, const EncoderLayerWeights& w)
+    : config_((check_config(config, "EncoderLayer"), config)),
+      self_attn_(MultiheadAttention::Kind::self_attention, config.d_model, config.heads, w.self_attn),
+      ff_(config.d_model, config.d_ff, config.activation, w.linear1, w.linear2) {
+  copy_norm(w.norm1, config.d_model, norm1_w_, norm1_b_, "norm1");
+  copy_norm(w.norm2, config.d_model, norm2_w_, norm2_b_, "norm2");
+}
+
+std::size_t EncoderLayer::workspace_floats(i64 batch, i64 seq_len) const {
+  const i64 rows = batch * seq_len;
+  // sublayer output (rows, d) | normed input (rows, d) | attention's or the FFN's own scratch
+  return static_cast<std::size_t>(2 * rows * config_.d_model) +
+         std::max(self_attn_.workspace_floats(batch, seq_len, seq_len), ff_.workspace_floats(rows));
+}
+
+void EncoderLayer::forward(float* x, i64 batch, i64 seq_len, const AttentionMask& mask, float* workspace,
+                           AttentionPath path) const {
+  if (x == nullptr || workspace == nullptr) fail("EncoderLayer::forward: ", x == nullptr ? "x" : "workspace", " is null");
+  const i64 d = config_.d_model, rows = batch * seq_len;
+  const float eps = config_.layer_norm_eps;
+  float* sub = workspace;             // (B·S, d): the sublayer's output
+  float* normed = sub + rows * d;     // (B·S, d): LayerNorm(x) for pre-LN
+  float* inner = normed + rows * d;   // attention's or the FFN's scratch
+  if (!config_.norm_first) {
+    self_attn_.forward(x, nullptr, batch, seq_len, seq_len, mask, sub, inner, path);
+    layer_norm(rows, d, x, sub, norm1_w_.data(), norm1_b_.data(), eps, x);  // x = norm1(x + attn)
+    ff_.forward(x, rows, sub, inner);
+    layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, x);  // x = norm2(x + ff)
+    return;
+  }
+  layer_norm(rows, d, x, nullptr, norm1_w_.data(), norm1_b_.data(), eps, normed);
+  self_attn_.forward(normed, nullptr, batch, seq_len, seq_len, mask, sub, inner, path);
+  // x = x + attn, and normed = norm2(x) in the same pass
+  layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, normed, /*sum_out=*/x);
+  ff_.forward(normed, rows, sub, inner);
+  add(rows * d, sub, x);  // x = x + ff
+}
+
+DecoderLayer::DecoderLayer(const LayerConfig& config, const DecoderLayerWeights& w)
+    : config_((check_config(config, "DecoderLayer"), config)),
+      self_attn_(MultiheadAttention::Kind::self_attention, config.d_model, config.heads, w.self_attn),
+      cross_attn_(MultiheadAttention::Kind::cross_attention, config.d_model, config.heads, w.cross_attn),
+      ff_(config.d_model, config.d_ff, config.activation, w.linear1, w.linear2) {
+  copy_norm(w.norm1, config.d_model, norm_w_[0], norm_b_[0], "norm1");
+  copy_norm(w.norm2, config.d_model, norm_w_[1], norm_b_[1], "norm2");
+  copy_norm(w.norm3, config.d_model, norm_w_[2], norm_b_[2], "norm3");
+}
+
+std::size_t DecoderLayer::workspace_floats(i64 batch, i64 tgt_len, i64 memory_len) const {
+  const i64 rows = batch * tgt_len;
+  return static_cast<std::size_t>(2 * rows * config_.d_model) +
+         std::max({self_attn_.workspace_floats(batch, tgt_len, tgt_len),
+                   cross_attn_.workspace_floats(batch, tgt_len, memory_len), ff_.workspace_floats(rows)});
+}
+
+void DecoderLayer::forward(float* x, const float* memory, i64 batch, i64 tgt_len, i64 memory_len,
+                           const AttentionMask& self_mask, const AttentionMask& memory_mask, float* workspace,
+                           AttentionPath path) const {
+  if (x == nullptr || memory == nullptr || workspace == nullptr)
+    fail("DecoderLayer::forward: ", x == nullptr ? "x" : memory == nullptr ? "memory" : "workspace", " is null");
+  const i64 d = config_.d_model, rows = batch * tgt_len;
+  const float eps = config_.layer_norm_eps;
+  float* sub = workspace;            // (B·St, d): the sublayer's output
+  float* normed = sub + rows * d;    // (B·St, d): LayerNorm(x) for pre-LN
+  float* inner = normed + rows * d;  // attention's or the FFN's scratch
+  const auto norm = [&](int i, const float* residual, float* out, float* sum_out) {
+    layer_norm(rows, d, x, residual, norm_w_[i].data(), norm_b_[i].data(), eps, out, sum_out);
+  };
+  if (!config_.norm_first) {
+    self_attn_.forward(x, nullptr, batch, tgt_len, tgt_len, self_mask, sub, inner, path);
+    norm(0, sub, x, nullptr);  // x = norm1(x + self_attn(x))
+    cross_attn_.forward(x, memory, batch, tgt_len, memory_len, memory_mask, sub, inner, path);
+    norm(1, sub, x, nullptr);  // x = norm2(x + cross_attn(x, memory))
+    ff_.forward(x, rows, sub, inner);
+    norm(2, sub, x, nullptr);  // x = norm3(x + ff(x))
+    return;
+  }
+  norm(0, nullptr, normed, nullptr);
+  self_attn_.forward(normed, nullptr, batch, tgt_len, tgt_len, self_mask, sub, inner, path);
+  norm(1, sub, normed, x);  // x += self_attn; normed = norm2(x)
+  cross_attn_.forward(normed, memory, batch, tgt_len, memory_len, memory_mask, sub, inner, path);
+  norm(2, sub, normed, x);  // x += cross_attn; normed = norm3(x)
+  ff_.forward(normed, rows, sub, inner);
+  add(rows * d, sub, x);    // x += ff
+}
+
+}  // namespace engine
