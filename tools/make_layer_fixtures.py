@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Golden fixtures for engine's EncoderLayer and DecoderLayer, from PyTorch's
-nn.TransformerEncoderLayer / nn.TransformerDecoderLayer (batch_first, eval, dropout 0).
+"""Golden fixtures for engine's EncoderLayer, DecoderLayer and their stacks, from PyTorch's
+nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.TransformerEncoder /
+nn.TransformerDecoder / nn.Transformer (batch_first, eval, dropout 0).
 
 Run with Debian's torch:  /usr/bin/python3 tools/make_layer_fixtures.py tests/fixtures/layers
 
@@ -24,11 +25,18 @@ def write(path, tensor):
 
 
 def randomise(module):
-    # PyTorch initialises biases and LayerNorm to 0 / 1; make every parameter count.
+    # PyTorch initialises biases and LayerNorm to 0 / 1, and a stack deep-copies one layer: make
+    # every parameter count and every layer differ.
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if name.endswith("bias") or name.startswith("norm"):
-                p.uniform_(-0.5, 0.5) if name.endswith("bias") else p.uniform_(0.5, 1.5)
+            leaf = name.rsplit(".", 2)
+            is_norm = any(part.startswith("norm") for part in leaf[:-1]) or name.startswith("norm")
+            if name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+            elif is_norm:
+                p.uniform_(0.5, 1.5)
+            else:
+                p.add_(torch.randn_like(p) * 0.02)
 
 
 def padding(batch, length, pad_last):
@@ -94,6 +102,39 @@ def decoder_case(out_dir, name, *, norm_first, activation, tgt_key_padding, memo
           "memory_key_padding_mask": int(memory_key_padding)})
 
 
+def stack_case(out_dir, name, *, kind, layers, final_norm, norm_first, activation, seed, enc_layers=0, dec_layers=0):
+    torch.manual_seed(seed)
+    d, heads, d_ff, batch, src_len, tgt_len = 48, 3, 80, 2, 17, 9
+    args = dict(dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
+    src, tgt = torch.randn(batch, src_len, d), torch.randn(batch, tgt_len, d)
+    src_kpm, tgt_kpm, mem_kpm = padding(batch, src_len, 5), padding(batch, tgt_len, 3), padding(batch, src_len, 5)
+    tgt_mask = torch.nn.Transformer.generate_square_subsequent_mask(tgt_len)
+    meta = {"kind": kind, "d_model": d, "heads": heads, "d_ff": d_ff, "batch": batch, "src_len": src_len,
+            "tgt_len": tgt_len, "norm_first": int(norm_first), "activation": activation, "layer_norm_eps": "1e-05",
+            "final_norm": int(final_norm), "layers": layers, "encoder_layers": enc_layers, "decoder_layers": dec_layers}
+    if kind == "encoder":
+        layer = torch.nn.TransformerEncoderLayer(d, heads, d_ff, **args)
+        module = torch.nn.TransformerEncoder(layer, layers, norm=torch.nn.LayerNorm(d) if final_norm else None).eval()
+        randomise(module)
+        expected = module(src, src_key_padding_mask=src_kpm)
+        tensors = {"src": src, "src_key_padding_mask": src_kpm, "expected": expected}
+    elif kind == "decoder":
+        layer = torch.nn.TransformerDecoderLayer(d, heads, d_ff, **args)
+        module = torch.nn.TransformerDecoder(layer, layers, norm=torch.nn.LayerNorm(d) if final_norm else None).eval()
+        randomise(module)
+        expected = module(tgt, src, tgt_mask=tgt_mask, tgt_key_padding_mask=tgt_kpm, memory_key_padding_mask=mem_kpm)
+        tensors = {"tgt": tgt, "memory": src, "tgt_key_padding_mask": tgt_kpm, "memory_key_padding_mask": mem_kpm,
+                   "expected": expected}
+    else:
+        module = torch.nn.Transformer(d, heads, enc_layers, dec_layers, d_ff, **args).eval()
+        randomise(module)
+        expected = module(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_kpm, tgt_key_padding_mask=tgt_kpm,
+                          memory_key_padding_mask=mem_kpm)
+        tensors = {"src": src, "tgt": tgt, "src_key_padding_mask": src_kpm, "tgt_key_padding_mask": tgt_kpm,
+                   "memory_key_padding_mask": mem_kpm, "expected": expected}
+    save(out_dir, name, module, tensors, meta)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/layers"
     encoder_case(out, "encoder_post_relu", norm_first=False, activation="relu", causal=False, key_padding=True, seed=1)
@@ -110,6 +151,16 @@ def main():
                  memory_key_padding=False, eps=1e-6, seed=7)
     decoder_case(out, "decoder_pre_gelu", norm_first=True, activation="gelu", tgt_key_padding=False,
                  memory_key_padding=True, seed=8)
+    stack_case(out, "encoder_stack_1_post_relu", kind="encoder", layers=1, final_norm=False, norm_first=False,
+               activation="relu", seed=11)
+    stack_case(out, "encoder_stack_3_pre_gelu_norm", kind="encoder", layers=3, final_norm=True, norm_first=True,
+               activation="gelu", seed=12)
+    stack_case(out, "decoder_stack_3_post_relu", kind="decoder", layers=3, final_norm=False, norm_first=False,
+               activation="relu", seed=13)
+    stack_case(out, "decoder_stack_1_pre_gelu_norm", kind="decoder", layers=1, final_norm=True, norm_first=True,
+               activation="gelu", seed=14)
+    stack_case(out, "transformer_2_2_post_gelu", kind="transformer", layers=0, final_norm=True, norm_first=False,
+               activation="gelu", seed=15, enc_layers=2, dec_layers=2)
     print(f"wrote fixtures to {out}")
 
 

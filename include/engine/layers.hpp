@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "engine/attention.hpp"
@@ -132,6 +133,46 @@ class DecoderLayer {
   MultiheadAttention self_attn_, cross_attn_;
   FeedForward ff_;
   std::vector<float> norm_w_[3], norm_b_[3];
+};
+
+}  // namespace engine
+
+namespace engine {
+
+// ---- stacks ------------------------------------------------------------------------------------------
+
+// nn.TransformerEncoder: the layers in order, then an optional final LayerNorm ("norm").
+class TransformerEncoder {
+ public:
+  TransformerEncoder(std::vector<EncoderLayer> layers, const std::optional<LayerNormWeights>& final_norm = std::nullopt,
+                     float final_norm_eps = 1e-5f);
+  std::size_t num_layers() const { return layers_.size(); }
+  std::size_t workspace_floats(std::int64_t batch, std::int64_t seq_len) const;
+  // x [B, S, d] updated in place.
+  void forward(float* x, std::int64_t batch, std::int64_t seq_len, const AttentionMask& mask, float* workspace,
+               AttentionPath path = AttentionPath::automatic) const;
+
+ private:
+  std::vector<EncoderLayer> layers_;
+  std::vector<float> norm_w_, norm_b_;  // empty: no final norm
+  float eps_;
+};
+
+// nn.TransformerDecoder: the layers in order, then an optional final LayerNorm ("norm").
+class TransformerDecoder {
+ public:
+  TransformerDecoder(std::vector<DecoderLayer> layers, const std::optional<LayerNormWeights>& final_norm = std::nullopt,
+                     float final_norm_eps = 1e-5f);
+  std::size_t num_layers() const { return layers_.size(); }
+  std::size_t workspace_floats(std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len) const;
+  void forward(float* x, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
+               const AttentionMask& self_mask, const AttentionMask& memory_mask, float* workspace,
+               AttentionPath path = AttentionPath::automatic) const;
+
+ private:
+  std::vector<DecoderLayer> layers_;
+  std::vector<float> norm_w_, norm_b_;
+  float eps_;
 };
 
 }  // namespace engine

@@ -1,12 +1,15 @@
 // EncoderLayer and DecoderLayer against PyTorch's nn.TransformerEncoderLayer and
 // nn.TransformerDecoderLayer (torch 1.13, eval, batch_first), from the fixtures that
 // tools/make_layer_fixtures.py writes into tests/fixtures/layers: both norm orders, ReLU and GELU,
-// causal masks, key padding on the source, target and memory, d_model 48 with 3 heads, S 17 and 9.
+// causal masks, key padding on the source, target and memory, d_model 48 with 3 heads, S 17 and 9;
+// stacks of 1 and 3 layers with and without a final norm, and nn.Transformer (2 + 2 layers).
 //
 // Tolerance: |got - torch| <= 2e-5 (outputs are LayerNorm-scaled, |x| ~ 1-3).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +100,85 @@ INSTANTIATE_TEST_SUITE_P(Torch, LayerVsTorch,
                          ::testing::Values("encoder_post_relu", "encoder_post_gelu_causal",
                                            "encoder_pre_relu_causal_padding", "encoder_pre_gelu", "decoder_post_relu",
                                            "decoder_post_gelu_padding", "decoder_pre_relu", "decoder_pre_gelu"));
+
+EncoderLayer encoder_layer(Fixture& f, const LayerConfig& c, const std::string& p) {
+  return EncoderLayer(c, {mha_weights(f, p + "self_attn"),
+                          {f.ptr(p + "linear1.weight"), f.ptr(p + "linear1.bias")},
+                          {f.ptr(p + "linear2.weight"), f.ptr(p + "linear2.bias")},
+                          {f.ptr(p + "norm1.weight"), f.ptr(p + "norm1.bias")},
+                          {f.ptr(p + "norm2.weight"), f.ptr(p + "norm2.bias")}});
+}
+
+DecoderLayer decoder_layer(Fixture& f, const LayerConfig& c, const std::string& p) {
+  return DecoderLayer(c, {mha_weights(f, p + "self_attn"), mha_weights(f, p + "multihead_attn"),
+                          {f.ptr(p + "linear1.weight"), f.ptr(p + "linear1.bias")},
+                          {f.ptr(p + "linear2.weight"), f.ptr(p + "linear2.bias")},
+                          {f.ptr(p + "norm1.weight"), f.ptr(p + "norm1.bias")},
+                          {f.ptr(p + "norm2.weight"), f.ptr(p + "norm2.bias")},
+                          {f.ptr(p + "norm3.weight"), f.ptr(p + "norm3.bias")}});
+}
+
+TransformerEncoder encoder_stack(Fixture& f, const LayerConfig& c, const std::string& p, i64 layers, bool norm) {
+  std::vector<EncoderLayer> v;
+  for (i64 i = 0; i < layers; ++i) v.push_back(encoder_layer(f, c, p + "layers." + std::to_string(i) + "."));
+  std::optional<LayerNormWeights> final_norm;
+  if (norm) final_norm = LayerNormWeights{f.ptr(p + "norm.weight"), f.ptr(p + "norm.bias")};
+  return TransformerEncoder(std::move(v), final_norm);
+}
+
+TransformerDecoder decoder_stack(Fixture& f, const LayerConfig& c, const std::string& p, i64 layers, bool norm) {
+  std::vector<DecoderLayer> v;
+  for (i64 i = 0; i < layers; ++i) v.push_back(decoder_layer(f, c, p + "layers." + std::to_string(i) + "."));
+  std::optional<LayerNormWeights> final_norm;
+  if (norm) final_norm = LayerNormWeights{f.ptr(p + "norm.weight"), f.ptr(p + "norm.bias")};
+  return TransformerDecoder(std::move(v), final_norm);
+}
+
+class StackVsTorch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StackVsTorch, MatchesFixture) {
+  Fixture f(kDir + GetParam());
+  const LayerConfig c = config_of(f);
+  const i64 B = f.integer("batch"), Ss = f.integer("src_len"), St = f.integer("tgt_len");
+  const std::string kind = f.text("kind");
+  AttentionMask src_mask, tgt_mask, memory_mask;
+  tgt_mask.causal = true;
+  if (kind != "decoder") src_mask.key_padding = f.bools("src_key_padding_mask");
+  if (kind != "encoder") {
+    tgt_mask.key_padding = f.bools("tgt_key_padding_mask");
+    memory_mask.key_padding = f.bools("memory_key_padding_mask");
+  }
+  for (Isa isa : test_isas()) {
+    IsaScope scope(isa);
+    const std::string where = GetParam() + " on " + isa_name(isa);
+    std::vector<float> out;
+    if (kind == "encoder") {
+      const TransformerEncoder enc = encoder_stack(f, c, "", f.integer("layers"), f.flag("final_norm"));
+      out = f.floats("src");
+      std::vector<float> ws(enc.workspace_floats(B, Ss));
+      enc.forward(out.data(), B, Ss, src_mask, ws.data());
+    } else if (kind == "decoder") {
+      const TransformerDecoder dec = decoder_stack(f, c, "", f.integer("layers"), f.flag("final_norm"));
+      out = f.floats("tgt");
+      std::vector<float> ws(dec.workspace_floats(B, St, Ss));
+      dec.forward(out.data(), f.ptr("memory"), B, St, Ss, tgt_mask, memory_mask, ws.data());
+    } else {  // nn.Transformer: encoder (final norm) over src, then decoder (final norm) over tgt
+      const TransformerEncoder enc = encoder_stack(f, c, "encoder.", f.integer("encoder_layers"), true);
+      const TransformerDecoder dec = decoder_stack(f, c, "decoder.", f.integer("decoder_layers"), true);
+      std::vector<float> memory = f.floats("src");
+      std::vector<float> ws(std::max(enc.workspace_floats(B, Ss), dec.workspace_floats(B, St, Ss)));
+      enc.forward(memory.data(), B, Ss, src_mask, ws.data());
+      out = f.floats("tgt");
+      dec.forward(out.data(), memory.data(), B, St, Ss, tgt_mask, memory_mask, ws.data());
+    }
+    expect_matches(out, f.floats("expected"), where);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Torch, StackVsTorch,
+                         ::testing::Values("encoder_stack_1_post_relu", "encoder_stack_3_pre_gelu_norm",
+                                           "decoder_stack_3_post_relu", "decoder_stack_1_pre_gelu_norm",
+                                           "transformer_2_2_post_gelu"));
 
 TEST(LayerErrors, BadConfigurationNamesTheField) {
   std::vector<float> w(3 * 48 * 48, 0.1f), b(3 * 48, 0.0f), f1(80 * 48, 0.1f), f2(48 * 80, 0.1f), g(48, 1.0f);

@@ -1,0 +1,72 @@
+// nn.TransformerEncoder / nn.TransformerDecoder: layers in order, then an optional final LayerNorm.
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.hpp"
+#include "engine/layers.hpp"
+
+namespace engine {
+namespace {
+
+template <class Layer>
+std::int64_t common_d_model(const std::vector<Layer>& layers, const char* who) {
+  if (layers.empty()) fail(who, ": needs at least one layer");
+  const std::int64_t d = layers.front().config().d_model;
+  for (std::size_t i = 1; i < layers.size(); ++i)
+    if (layers[i].config().d_model != d)
+      fail(who, ": layer ", i, " has d_model ", layers[i].config().d_model, " but layer 0 has ", d);
+  return d;
+}
+
+void take_norm(const std::optional<LayerNormWeights>& norm, std::int64_t d, float eps, std::vector<float>& w,
+               std::vector<float>& b, const char* who) {
+  if (!norm) return;
+  if (norm->weight == nullptr || norm->bias == nullptr) fail(who, ": norm.", norm->weight ? "bias" : "weight", " is null");
+  if (!(eps > 0.0f) || !std::isfinite(eps)) fail(who, ": the final norm's eps must be positive and finite, got ", eps);
+  w.assign(norm->weight, norm->weight + d);
+  b.assign(norm->bias, norm->bias + d);
+}
+
+}  // namespace
+
+TransformerEncoder::TransformerEncoder(std::vector<EncoderLayer> layers, const std::optional<LayerNormWeights>& final_norm,
+                                       float final_norm_eps)
+    : layers_(std::move(layers)), eps_(final_norm_eps) {
+  take_norm(final_norm, common_d_model(layers_, "TransformerEncoder"), eps_, norm_w_, norm_b_, "TransformerEncoder");
+}
+
+std::size_t TransformerEncoder::workspace_floats(std::int64_t batch, std::int64_t seq_len) const {
+  std::size_t most = 0;
+  for (const auto& layer : layers_) most = std::max(most, layer.workspace_floats(batch, seq_len));
+  return most;
+}
+
+void TransformerEncoder::forward(float* x, std::int64_t batch, std::int64_t seq_len, const AttentionMask& mask,
+                                 float* workspace, AttentionPath path) const {
+  for (const auto& layer : layers_) layer.forward(x, batch, seq_len, mask, workspace, path);
+  if (!norm_w_.empty())
+    layer_norm(batch * seq_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+}
+
+TransformerDecoder::TransformerDecoder(std::vector<DecoderLayer> layers, const std::optional<LayerNormWeights>& final_norm,
+                                       float final_norm_eps)
+    : layers_(std::move(layers)), eps_(final_norm_eps) {
+  take_norm(final_norm, common_d_model(layers_, "TransformerDecoder"), eps_, norm_w_, norm_b_, "TransformerDecoder");
+}
+
+std::size_t TransformerDecoder::workspace_floats(std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len) const {
+  std::size_t most = 0;
+  for (const auto& layer : layers_) most = std::max(most, layer.workspace_floats(batch, tgt_len, memory_len));
+  return most;
+}
+
+void TransformerDecoder::forward(float* x, const float* memory, std::int64_t batch, std::int64_t tgt_len,
+                                 std::int64_t memory_len, const AttentionMask& self_mask,
+                                 const AttentionMask& memory_mask, float* workspace, AttentionPath path) const {
+  for (const auto& layer : layers_)
+    layer.forward(x, memory, batch, tgt_len, memory_len, self_mask, memory_mask, workspace, path);
+  if (!norm_w_.empty())
+    layer_norm(batch * tgt_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+}
+
+}  // namespace engine
