@@ -10,6 +10,7 @@ packages=(
   libgtest-dev              # GoogleTest
   libbenchmark-dev          # Google Benchmark
   libonnx-testdata          # ONNX's node tests: external conformance for our kernels
+  nlohmann-json3-dev        # JSON for the weight loader (safetensors headers, config.json)
 )
 
 missing=()
