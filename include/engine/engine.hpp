@@ -6,6 +6,7 @@
 #include "engine/error.hpp"
 #include "engine/isa.hpp"
 #include "engine/layers.hpp"
+#include "engine/model.hpp"
 #include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 

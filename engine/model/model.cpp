@@ -1,0 +1,186 @@
+#include "engine/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.hpp"
+
+namespace engine {
+namespace {
+
+using i64 = std::int64_t;
+using Shape = std::vector<i64>;
+using TensorList = std::vector<std::pair<std::string, Shape>>;
+
+void add_mha(TensorList& out, const std::string& p, i64 d) {
+  out.push_back({p + "in_proj_weight", {3 * d, d}});
+  out.push_back({p + "in_proj_bias", {3 * d}});
+  out.push_back({p + "out_proj.weight", {d, d}});
+  out.push_back({p + "out_proj.bias", {d}});
+}
+
+void add_layer(TensorList& out, const std::string& p, const LayerConfig& c, bool decoder) {
+  add_mha(out, p + "self_attn.", c.d_model);
+  if (decoder) add_mha(out, p + "multihead_attn.", c.d_model);
+  out.push_back({p + "linear1.weight", {c.d_ff, c.d_model}});
+  out.push_back({p + "linear1.bias", {c.d_ff}});
+  out.push_back({p + "linear2.weight", {c.d_model, c.d_ff}});
+  out.push_back({p + "linear2.bias", {c.d_model}});
+  for (int n = 1; n <= (decoder ? 3 : 2); ++n) {
+    out.push_back({p + "norm" + std::to_string(n) + ".weight", {c.d_model}});
+    out.push_back({p + "norm" + std::to_string(n) + ".bias", {c.d_model}});
+  }
+}
+
+void add_stack(TensorList& out, const std::string& p, const LayerConfig& c, i64 layers, bool norm, bool decoder) {
+  for (i64 i = 0; i < layers; ++i) add_layer(out, p + "layers." + std::to_string(i) + ".", c, decoder);
+  if (norm) {
+    out.push_back({p + "norm.weight", {c.d_model}});
+    out.push_back({p + "norm.bias", {c.d_model}});
+  }
+}
+
+MultiheadAttentionWeights mha(const Model::TensorSource& t, const std::string& p, i64 d) {
+  return {t(p + "in_proj_weight", {3 * d, d}), t(p + "in_proj_bias", {3 * d}), t(p + "out_proj.weight", {d, d}),
+          t(p + "out_proj.bias", {d})};
+}
+
+LinearWeights linear(const Model::TensorSource& t, const std::string& p, i64 out, i64 in) {
+  return {t(p + ".weight", {out, in}), t(p + ".bias", {out})};
+}
+
+LayerNormWeights norm(const Model::TensorSource& t, const std::string& p, i64 d) {
+  return {t(p + ".weight", {d}), t(p + ".bias", {d})};
+}
+
+EncoderLayer make_encoder_layer(const Model::TensorSource& t, const std::string& p, const LayerConfig& c) {
+  const i64 d = c.d_model;
+  return EncoderLayer(c, {mha(t, p + "self_attn.", d), linear(t, p + "linear1", c.d_ff, d),
+                          linear(t, p + "linear2", d, c.d_ff), norm(t, p + "norm1", d), norm(t, p + "norm2", d)});
+}
+
+DecoderLayer make_decoder_layer(const Model::TensorSource& t, const std::string& p, const LayerConfig& c) {
+  const i64 d = c.d_model;
+  return DecoderLayer(c, {mha(t, p + "self_attn.", d), mha(t, p + "multihead_attn.", d),
+                          linear(t, p + "linear1", c.d_ff, d), linear(t, p + "linear2", d, c.d_ff),
+                          norm(t, p + "norm1", d), norm(t, p + "norm2", d), norm(t, p + "norm3", d)});
+}
+
+}  // namespace
+
+const char* architecture_name(Architecture a) {
+  switch (a) {
+    case Architecture::encoder_layer: return "encoder_layer";
+    case Architecture::encoder: return "encoder";
+    case Architecture::decoder_layer: return "decoder_layer";
+    case Architecture::decoder: return "decoder";
+    case Architecture::transformer: return "transformer";
+  }
+  return "?";
+}
+
+void ModelConfig::validate() const {
+  const LayerConfig& c = layer;
+  constexpr i64 kMaxDim = i64{1} << 20;
+  if (c.d_model < 1 || c.d_model > kMaxDim) fail("config: d_model must be in [1, ", kMaxDim, "], got ", c.d_model);
+  if (c.heads < 1 || c.heads > c.d_model) fail("config: heads must be in [1, d_model], got ", c.heads);
+  if (c.d_model % c.heads != 0) fail("config: d_model (", c.d_model, ") must be divisible by heads (", c.heads, ")");
+  if (c.d_ff < 1 || c.d_ff > kMaxDim) fail("config: d_ff must be in [1, ", kMaxDim, "], got ", c.d_ff);
+  if (c.activation != Activation::relu && c.activation != Activation::gelu_erf)
+    fail("config: activation must be relu or gelu, got ", activation_name(c.activation));
+  if (!(c.layer_norm_eps > 0.0f) || !std::isfinite(c.layer_norm_eps))
+    fail("config: layer_norm_eps must be a positive finite number, got ", c.layer_norm_eps);
+  const bool enc = has_encoder(), dec = has_decoder();
+  const i64 want_enc = architecture == Architecture::encoder_layer ? 1 : num_encoder_layers;
+  const i64 want_dec = architecture == Architecture::decoder_layer ? 1 : num_decoder_layers;
+  if (enc && (want_enc < 1 || want_enc > 1000))
+    fail("config: num_encoder_layers must be in [1, 1000] for ", architecture_name(architecture), ", got ", want_enc);
+  if (dec && (want_dec < 1 || want_dec > 1000))
+    fail("config: num_decoder_layers must be in [1, 1000] for ", architecture_name(architecture), ", got ", want_dec);
+  if (!enc && num_encoder_layers != 0)
+    fail("config: num_encoder_layers must be 0 for ", architecture_name(architecture), ", got ", num_encoder_layers);
+  if (!dec && num_decoder_layers != 0)
+    fail("config: num_decoder_layers must be 0 for ", architecture_name(architecture), ", got ", num_decoder_layers);
+  if ((architecture == Architecture::encoder_layer || !enc) && encoder_norm)
+    fail("config: encoder_norm needs an encoder stack (architecture encoder or transformer)");
+  if ((architecture == Architecture::decoder_layer || !dec) && decoder_norm)
+    fail("config: decoder_norm needs a decoder stack (architecture decoder or transformer)");
+  if (positional) {
+    if (positional->max_len < 1 || positional->max_len > (i64{1} << 24))
+      fail("config: positional_encoding.max_len must be in [1, 16777216], got ", positional->max_len);
+    if (c.d_model % 2 != 0) fail("config: sinusoidal positional encoding needs an even d_model, got ", c.d_model);
+    if (positional->first_position < 0)
+      fail("config: positional_encoding.first_position must be >= 0, got ", positional->first_position);
+  }
+}
+
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> ModelConfig::expected_tensors() const {
+  TensorList out;
+  switch (architecture) {
+    case Architecture::encoder_layer: add_layer(out, "", layer, false); break;
+    case Architecture::decoder_layer: add_layer(out, "", layer, true); break;
+    case Architecture::encoder: add_stack(out, "", layer, num_encoder_layers, encoder_norm, false); break;
+    case Architecture::decoder: add_stack(out, "", layer, num_decoder_layers, decoder_norm, true); break;
+    case Architecture::transformer:
+      add_stack(out, "encoder.", layer, num_encoder_layers, encoder_norm, false);
+      add_stack(out, "decoder.", layer, num_decoder_layers, decoder_norm, true);
+      break;
+  }
+  return out;
+}
+
+Model::Model(const ModelConfig& config, const TensorSource& t) : config_(config) {
+  config_.validate();
+  const LayerConfig& c = config_.layer;
+  const i64 d = c.d_model;
+  const std::string enc_prefix = config_.architecture == Architecture::transformer ? "encoder." : "";
+  const std::string dec_prefix = config_.architecture == Architecture::transformer ? "decoder." : "";
+  if (config_.architecture == Architecture::encoder_layer) {
+    std::vector<EncoderLayer> layers;
+    layers.push_back(make_encoder_layer(t, "", c));
+    encoder_.emplace(std::move(layers));
+  } else if (config_.has_encoder()) {
+    std::vector<EncoderLayer> layers;
+    for (i64 i = 0; i < config_.num_encoder_layers; ++i)
+      layers.push_back(make_encoder_layer(t, enc_prefix + "layers." + std::to_string(i) + ".", c));
+    std::optional<LayerNormWeights> n;
+    if (config_.encoder_norm) n = norm(t, enc_prefix + "norm", d);
+    encoder_.emplace(std::move(layers), n, c.layer_norm_eps);
+  }
+  if (config_.architecture == Architecture::decoder_layer) {
+    std::vector<DecoderLayer> layers;
+    layers.push_back(make_decoder_layer(t, "", c));
+    decoder_.emplace(std::move(layers));
+  } else if (config_.has_decoder()) {
+    std::vector<DecoderLayer> layers;
+    for (i64 i = 0; i < config_.num_decoder_layers; ++i)
+      layers.push_back(make_decoder_layer(t, dec_prefix + "layers." + std::to_string(i) + ".", c));
+    std::optional<LayerNormWeights> n;
+    if (config_.decoder_norm) n = norm(t, dec_prefix + "norm", d);
+    decoder_.emplace(std::move(layers), n, c.layer_norm_eps);
+  }
+  if (config_.positional)
+    positional_.emplace(d, config_.positional->max_len, config_.positional->layout, config_.positional->first_position);
+}
+
+std::size_t Model::workspace_floats(i64 batch, i64 src_len, i64 tgt_len) const {
+  std::size_t most = 0;
+  if (encoder_) most = std::max(most, encoder_->workspace_floats(batch, src_len));
+  if (decoder_) most = std::max(most, decoder_->workspace_floats(batch, tgt_len, src_len));
+  return most;
+}
+
+void Model::encode(float* src, i64 batch, i64 src_len, const AttentionMask& src_mask, float* workspace) const {
+  if (!encoder_) fail("Model::encode: a ", architecture_name(config_.architecture), " model has no encoder");
+  if (positional_) positional_->add(src, batch, src_len);
+  encoder_->forward(src, batch, src_len, src_mask, workspace);
+}
+
+void Model::decode(float* tgt, const float* memory, i64 batch, i64 tgt_len, i64 memory_len,
+                   const AttentionMask& tgt_mask, const AttentionMask& memory_mask, float* workspace) const {
+  if (!decoder_) fail("Model::decode: a ", architecture_name(config_.architecture), " model has no decoder");
+  if (positional_) positional_->add(tgt, batch, tgt_len);
+  decoder_->forward(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace);
+}
+
+}  // namespace engine

@@ -1,0 +1,71 @@
+// A whole model of the classic Transformer family, built once from its weights and then read-only:
+// one of nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.TransformerDecoderLayer,
+// nn.TransformerDecoder or nn.Transformer, with optional sinusoidal positional encoding added to
+// its inputs. Tensor names are the module's state_dict() names.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/layers.hpp"
+
+namespace engine {
+
+enum class Architecture { encoder_layer, encoder, decoder_layer, decoder, transformer };
+const char* architecture_name(Architecture a);
+
+struct PositionalConfig {
+  PositionalLayout layout = PositionalLayout::interleaved;
+  std::int64_t max_len = 512;
+  std::int64_t first_position = 0;
+};
+
+struct ModelConfig {
+  Architecture architecture = Architecture::encoder;
+  LayerConfig layer;                     // d_model, heads, d_ff, activation, norm_first, layer_norm_eps
+  std::int64_t num_encoder_layers = 0;   // encoder / transformer (1 for encoder_layer)
+  std::int64_t num_decoder_layers = 0;   // decoder / transformer (1 for decoder_layer)
+  bool encoder_norm = false;             // a final "norm" after the encoder stack
+  bool decoder_norm = false;             // a final "norm" after the decoder stack
+  std::optional<PositionalConfig> positional;  // added to src (and tgt) before the first layer
+
+  bool has_encoder() const { return architecture == Architecture::encoder_layer || architecture == Architecture::encoder ||
+                                    architecture == Architecture::transformer; }
+  bool has_decoder() const { return architecture == Architecture::decoder_layer || architecture == Architecture::decoder ||
+                                    architecture == Architecture::transformer; }
+  // Every tensor the model needs, with its shape, under its state_dict name.
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_tensors() const;
+  // Throws engine::Error naming the field when the configuration is inconsistent.
+  void validate() const;
+};
+
+class Model {
+ public:
+  // tensor(name, shape) returns that tensor's float32 data; it is read during construction only.
+  using TensorSource = std::function<const float*(const std::string& name, const std::vector<std::int64_t>& shape)>;
+  Model(const ModelConfig& config, const TensorSource& tensor);
+
+  const ModelConfig& config() const { return config_; }
+  std::int64_t d_model() const { return config_.layer.d_model; }
+
+  std::size_t workspace_floats(std::int64_t batch, std::int64_t src_len, std::int64_t tgt_len) const;
+
+  // Encoder side, in place: src [B, Ss, d] -> the encoder's output (positional encoding first).
+  void encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask,
+              float* workspace) const;
+  // Decoder side, in place: tgt [B, St, d] -> the decoder's output, attending to memory [B, Sm, d].
+  void decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
+              const AttentionMask& tgt_mask, const AttentionMask& memory_mask, float* workspace) const;
+
+ private:
+  ModelConfig config_;
+  std::optional<TransformerEncoder> encoder_;
+  std::optional<TransformerDecoder> decoder_;
+  std::optional<SinusoidalPositionalEncoding> positional_;
+};
+
+}  // namespace engine
