@@ -11,6 +11,7 @@ packages=(
   libbenchmark-dev          # Google Benchmark
   libonnx-testdata          # ONNX's node tests: external conformance for our kernels
   nlohmann-json3-dev        # JSON for the weight loader (safetensors headers, config.json)
+  libcli11-dev              # command-line parsing for engine-run
 )
 
 missing=()
