@@ -94,15 +94,15 @@ int main(int argc, char** argv) {
     if (tgt_kpm) tgt_mask.key_padding = tgt_kpm->booleans();
     if (mem_kpm) memory_mask.key_padding = mem_kpm->booleans();
 
-    std::vector<float> workspace(model.workspace_floats(B, Ss, St));
+    engine::Session session(model, B, Ss, St);
     std::vector<float> memory(src.f32(), src.f32() + src.numel());
-    if (enc) model.encode(memory.data(), B, Ss, src_mask, workspace.data());
+    if (enc) session.encode(memory.data(), B, Ss, src_mask);
     if (!dec) {
       engine::npy::write_f32(out_path, memory.data(), {B, Ss, d});
       return 0;
     }
     std::vector<float> out(tgt->f32(), tgt->f32() + tgt->numel());
-    model.decode(out.data(), memory.data(), B, St, Ss, tgt_mask, memory_mask, workspace.data());
+    session.decode(out.data(), memory.data(), B, St, Ss, tgt_mask, memory_mask);
     engine::npy::write_f32(out_path, out.data(), {B, St, d});
     return 0;
   } catch (const engine::Error& e) {

@@ -184,3 +184,39 @@ void Model::decode(float* tgt, const float* memory, i64 batch, i64 tgt_len, i64 
 }
 
 }  // namespace engine
+
+namespace engine {
+
+Session::Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len)
+    : model_(model), max_batch_(max_batch), max_src_len_(max_src_len), max_tgt_len_(max_tgt_len) {
+  if (max_batch < 1) fail("Session: max_batch must be >= 1, got ", max_batch);
+  if (max_src_len < 1) fail("Session: max_src_len must be >= 1, got ", max_src_len);
+  if (model.config().has_decoder() && max_tgt_len < 1)
+    fail("Session: a model with a decoder needs max_tgt_len >= 1, got ", max_tgt_len);
+  ArenaPlan plan;
+  const ArenaSlot slot = plan.reserve<float>("model workspace", model.workspace_floats(max_batch, max_src_len,
+                                                                                      std::max<std::int64_t>(1, max_tgt_len)));
+  arena_ = Arena(plan);
+  workspace_ = arena_.at<float>(slot);
+}
+
+void Session::check(const char* what, std::int64_t value, std::int64_t limit) const {
+  if (value < 1) fail("Session: ", what, " must be >= 1, got ", value);
+  if (value > limit) fail("Session: ", what, " ", value, " exceeds the ", limit, " this session was sized for");
+}
+
+void Session::encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask) {
+  check("batch", batch, max_batch_);
+  check("src_len", src_len, max_src_len_);
+  model_.encode(src, batch, src_len, src_mask, workspace_);
+}
+
+void Session::decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len,
+                     std::int64_t memory_len, const AttentionMask& tgt_mask, const AttentionMask& memory_mask) {
+  check("batch", batch, max_batch_);
+  check("tgt_len", tgt_len, max_tgt_len_);
+  check("memory_len", memory_len, max_src_len_);
+  model_.decode(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace_);
+}
+
+}  // namespace engine

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/arena.hpp"
 #include "engine/layers.hpp"
 
 namespace engine {
@@ -66,6 +67,36 @@ class Model {
   std::optional<TransformerEncoder> encoder_;
   std::optional<TransformerDecoder> decoder_;
   std::optional<SinusoidalPositionalEncoding> positional_;
+};
+
+}  // namespace engine
+
+namespace engine {
+
+// Runs a Model. A session owns one arena, sized once for the largest batch and sequence lengths it
+// will see; runs within those sizes take their workspace from it, so the steady state maps no new
+// memory. A Model may be shared read-only by several sessions on several threads.
+class Session {
+ public:
+  // max_tgt_len is needed only for models with a decoder.
+  Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len = 0);
+
+  const Model& model() const { return model_; }
+  std::size_t arena_bytes() const { return arena_.capacity(); }
+
+  // Model::encode / Model::decode with the session's workspace; sizes past what the session was
+  // built for are an engine::Error naming the size and the limit.
+  void encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask);
+  void decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
+              const AttentionMask& tgt_mask, const AttentionMask& memory_mask);
+
+ private:
+  void check(const char* what, std::int64_t value, std::int64_t limit) const;
+
+  const Model& model_;
+  std::int64_t max_batch_, max_src_len_, max_tgt_len_;
+  Arena arena_;
+  float* workspace_ = nullptr;
 };
 
 }  // namespace engine
