@@ -326,15 +326,15 @@ struct Gemm {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Masked softmax over one row; see SoftmaxRowFn. Three passes: scaled+masked scores and their max,
-// exponentials and their sum, normalisation.
+// The two halves of every softmax row, shared by the plain and the online (flash) softmax.
+
+// y[j] = x[j] * scale + bias_a[j] + bias_b[j] for j < visible (biases may be null; y may alias x);
+// returns the largest (-inf when visible == 0 or every score is -inf).
 template <class Arch>
-void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
-                 const float* bias_b) {
+float masked_scores(i64 visible, const float* x, float* y, float scale, const float* bias_a, const float* bias_b) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
   const B vscale(scale);
-  // Pass 1: v = x·scale + masks, stored in y; running max. The tail is padded with -inf.
   B vmax(-INFINITY);
   i64 j = 0;
   for (; j + W <= visible; j += W) {
@@ -344,75 +344,68 @@ void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, cons
     v.store_unaligned(y + j);
     vmax = xsimd::max(vmax, v);
   }
-  const i64 tail = visible - j;
-  alignas(64) float tail_v[W];
-  if (tail > 0) {
-    for (i64 t = 0; t < W; ++t) {
-      if (t < tail) {
-        float v = x[j + t] * scale;
-        if (bias_a != nullptr) v += bias_a[j + t];
-        if (bias_b != nullptr) v += bias_b[j + t];
-        tail_v[t] = v;
-      } else {
-        tail_v[t] = -INFINITY;
-      }
-    }
-    vmax = xsimd::max(vmax, B::load_aligned(tail_v));
+  float row_max = horizontal_max<Arch>(vmax);
+  for (; j < visible; ++j) {
+    float v = x[j] * scale;
+    if (bias_a != nullptr) v += bias_a[j];
+    if (bias_b != nullptr) v += bias_b[j];
+    y[j] = v;
+    row_max = v > row_max ? v : row_max;
   }
-  const float row_max = horizontal_max<Arch>(vmax);
+  return row_max;
+}
+
+// y[j] = exp(y[j] - shift) for j < visible; returns their sum, added lane-wise in a fixed order (the
+// tail as one vector padded with exp(-inf) = 0), so it does not depend on how rows are threaded.
+template <class Arch>
+float exp_shifted_sum(i64 visible, float* y, float shift) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  const B vshift(shift);
+  B vsum(0.0f);
+  i64 j = 0;
+  for (; j + W <= visible; j += W) {
+    const B e = exp_vec<Arch>(B::load_unaligned(y + j) - vshift);
+    e.store_unaligned(y + j);
+    vsum += e;
+  }
+  if (j < visible) {
+    alignas(64) float tail[W];
+    for (i64 t = 0; t < W; ++t) tail[t] = j + t < visible ? y[j + t] : -INFINITY;
+    const B e = exp_vec<Arch>(B::load_aligned(tail) - vshift);
+    e.store_aligned(tail);
+    vsum += e;
+    for (i64 t = 0; j + t < visible; ++t) y[j + t] = tail[t];
+  }
+  return xsimd::hadd(vsum);
+}
+
+// Masked softmax over one row; see SoftmaxRowFn.
+template <class Arch>
+void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
+                 const float* bias_b) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  const float row_max = masked_scores<Arch>(visible, x, y, scale, bias_a, bias_b);
   if (row_max == -INFINITY) {  // every key masked (or no key visible): defined as zeros; NaN flows on
     std::memset(y, 0, static_cast<std::size_t>(n) * sizeof(float));
     return;
   }
-  // Pass 2: e = exp(v - max) and the sum. Lanes are summed in a fixed order, so the result does
-  // not depend on how rows are split across threads.
-  const B vrow_max(row_max);
-  B vsum(0.0f);
-  for (j = 0; j + W <= visible; j += W) {
-    const B e = exp_vec<Arch>(B::load_unaligned(y + j) - vrow_max);
-    e.store_unaligned(y + j);
-    vsum += e;
-  }
-  if (tail > 0) {
-    const B e = exp_vec<Arch>(B::load_aligned(tail_v) - vrow_max);  // padding lanes give exp(-inf) = 0
-    e.store_aligned(tail_v);
-    vsum += e;
-  }
-  const B inv(1.0f / xsimd::hadd(vsum));
-  // Pass 3: normalise; masked positions are written as 0.
-  for (j = 0; j + W <= visible; j += W) (B::load_unaligned(y + j) * inv).store_unaligned(y + j);
-  if (tail > 0) {
-    (B::load_aligned(tail_v) * inv).store_aligned(tail_v);
-    for (i64 t = 0; t < tail; ++t) y[j + t] = tail_v[t];
-  }
+  const float inv = 1.0f / exp_shifted_sum<Arch>(visible, y, row_max);
+  const B vinv(inv);
+  i64 j = 0;
+  for (; j + W <= visible; j += W) (B::load_unaligned(y + j) * vinv).store_unaligned(y + j);
+  for (; j < visible; ++j) y[j] *= inv;
   for (i64 k = visible; k < n; ++k) y[k] = 0.0f;
 }
 
-// ---------------------------------------------------------------------------------------------
 // One row of one key block of the online (flash) softmax; see OnlineSoftmaxRowFn.
 template <class Arch>
 float online_softmax_row(i64 visible, i64 n, float* s, float scale, const float* bias_a, const float* bias_b,
                          float* running_max, float* running_sum) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
-  const B vscale(scale);
-  B vmax(-INFINITY);
-  i64 j = 0;
-  for (; j + W <= visible; j += W) {
-    B v = B::load_unaligned(s + j) * vscale;
-    if (bias_a != nullptr) v += B::load_unaligned(bias_a + j);
-    if (bias_b != nullptr) v += B::load_unaligned(bias_b + j);
-    v.store_unaligned(s + j);
-    vmax = xsimd::max(vmax, v);
-  }
-  float block_max = horizontal_max<Arch>(vmax);
-  for (; j < visible; ++j) {
-    float v = s[j] * scale;
-    if (bias_a != nullptr) v += bias_a[j];
-    if (bias_b != nullptr) v += bias_b[j];
-    s[j] = v;
-    block_max = v > block_max ? v : block_max;
-  }
+  const float block_max = masked_scores<Arch>(visible, s, s, scale, bias_a, bias_b);
   const float old_max = *running_max;
   const float new_max = block_max > old_max ? block_max : old_max;
   if (new_max == -INFINITY) {  // nothing visible so far: no weight, nothing to rescale
@@ -422,23 +415,9 @@ float online_softmax_row(i64 visible, i64 n, float* s, float scale, const float*
   alignas(64) float lanes[W];
   exp_vec<Arch>(B(old_max - new_max)).store_aligned(lanes);  // exp(-inf) = 0 on the first block
   const float correction = lanes[0];
-  const B vnew_max(new_max);
-  B vsum(0.0f);
-  for (j = 0; j + W <= visible; j += W) {
-    const B e = exp_vec<Arch>(B::load_unaligned(s + j) - vnew_max);
-    e.store_unaligned(s + j);
-    vsum += e;
-  }
-  if (j < visible) {
-    alignas(64) float tail[W];
-    for (i64 t = 0; t < W; ++t) tail[t] = j + t < visible ? s[j + t] : -INFINITY;
-    const B e = exp_vec<Arch>(B::load_aligned(tail) - vnew_max);
-    e.store_aligned(tail);
-    vsum += e;
-    for (i64 t = 0; j + t < visible; ++t) s[j + t] = tail[t];
-  }
+  const float block_sum = exp_shifted_sum<Arch>(visible, s, new_max);
   for (i64 k = visible; k < n; ++k) s[k] = 0.0f;
-  *running_sum = *running_sum * correction + xsimd::hadd(vsum);
+  *running_sum = *running_sum * correction + block_sum;
   *running_max = new_max;
   return correction;
 }
