@@ -2,7 +2,7 @@
 // same run. For now it measures the GEMM shapes of ../shared/workloads.json, attention (W4 and
 // longer sequences) and the masked softmax; the whole-model workloads (W1..W3) come with the layers.
 //
-//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only gemm,attention,softmax]
+//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only layers,gemm,attention,softmax]
 //                [--json FILE] [--quick]
 #include <omp.h>
 
@@ -20,6 +20,7 @@
 #include "engine/engine.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "gemm_runners.hpp"
+#include "model_workloads.hpp"
 #include "timing.hpp"
 #include "workloads.hpp"
 
@@ -30,7 +31,7 @@ using namespace engine::bench;
 struct Options {
   std::vector<int> threads;
   std::vector<std::string> shapes;  // empty: all
-  std::vector<std::string> sections{"gemm", "attention", "softmax"};
+  std::vector<std::string> sections{"layers", "gemm", "attention", "softmax"};
   TimingPlan plan;
   std::string json_path;
 };
@@ -83,8 +84,8 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--only") {
       o.sections = split_commas(value());
       for (const auto& name : o.sections)
-        if (name != "gemm" && name != "attention" && name != "softmax")
-          usage_error("unknown section '" + name + "' for --only (expected gemm, attention, softmax)");
+        if (name != "layers" && name != "gemm" && name != "attention" && name != "softmax")
+          usage_error("unknown section '" + name + "' for --only (expected layers, gemm, attention, softmax)");
     } else if (arg == "--json") {
       o.json_path = value();
     } else if (arg == "--quick") {
@@ -140,6 +141,28 @@ int main(int argc, char** argv) {
     return std::find(opt.sections.begin(), opt.sections.end(), section) != opt.sections.end();
   };
   std::vector<Row> rows;
+  // Whole layers: W1_b1, W1_b8, W2, W3 of ../shared/workloads.json.
+  if (wants("layers")) {
+    std::printf("%-22s %3s %22s %10s %6s\n", "layers (ms)", "thr", "engine", "GFLOP/s", "%peak");
+    for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+      engine::set_num_threads(opt.threads[ti]);
+      for (const auto& w : layer_workloads()) {
+        LayerWorkloadRun run(w);
+        Row row{w.id, opt.threads[ti], {"engine"}, {}, nominal_flops(w), 0};
+        row.stats = time_interleaved({[&] { run(); }}, opt.plan);
+        const double gflops = row.flops / row.stats[0].median_s / 1e9;
+        std::printf("%-22s %3d %22s %10.1f %5.0f%%\n", w.id, opt.threads[ti],
+                    (fmt("%.2f", row.stats[0].median_s * 1e3) + " [" + fmt("%.2f", row.stats[0].min_s * 1e3) + "-" +
+                     fmt("%.2f", row.stats[0].max_s * 1e3) + "]")
+                        .c_str(),
+                    gflops, 100.0 * gflops / peak[ti]);
+        std::fflush(stdout);
+        rows.push_back(std::move(row));
+      }
+    }
+    std::printf("\n");
+  }
+
   if (wants("gemm")) {
     const std::vector<GemmImpl> impls = {GemmImpl::ours, GemmImpl::onednn, GemmImpl::ours_packed,
                                          GemmImpl::onednn_packed};

@@ -1,0 +1,111 @@
+// The whole-layer workloads of ../shared/workloads.json (W1_b1, W1_b8, W2, W3), built from
+// engine's layers with random weights at PyTorch's default-init scales (fixed seed, no denormals):
+// Linear weights and biases U(±1/√fan_in), in_proj xavier U(±√(6/(d + 3d))), zero attention biases,
+// LayerNorm 1 / 0.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/layers.hpp"
+
+namespace engine::bench {
+
+struct LayerWorkload {
+  const char* id;
+  std::int64_t layers, d_model, heads, d_ff;
+  Activation activation;
+  bool norm_first;
+  std::int64_t batch, seq;
+  bool sinusoidal;
+  enum class Mask { none, key_padding, causal } mask;
+};
+
+inline const std::vector<LayerWorkload>& layer_workloads() {
+  static const std::vector<LayerWorkload> w = {
+      {"W1_b1", 1, 768, 12, 3072, Activation::gelu_erf, false, 1, 128, false, LayerWorkload::Mask::none},
+      {"W1_b8", 1, 768, 12, 3072, Activation::gelu_erf, false, 8, 128, false, LayerWorkload::Mask::key_padding},
+      {"W2", 1, 768, 12, 3072, Activation::gelu_erf, true, 1, 1024, false, LayerWorkload::Mask::causal},
+      {"W3", 6, 512, 8, 2048, Activation::relu, false, 8, 128, true, LayerWorkload::Mask::none},
+  };
+  return w;
+}
+
+// Nominal FLOPs, as the peers count them: per layer the four projections, the two FFN GEMMs, and
+// Q·Kᵀ and P·V over the full S x S (masks not subtracted).
+inline double nominal_flops(const LayerWorkload& w) {
+  const double rows = static_cast<double>(w.batch * w.seq), d = static_cast<double>(w.d_model);
+  const double per_layer = 2.0 * rows * (4.0 * d * d + 2.0 * d * static_cast<double>(w.d_ff)) +
+                           4.0 * static_cast<double>(w.batch) * static_cast<double>(w.seq * w.seq) * d;
+  return per_layer * static_cast<double>(w.layers);
+}
+
+// A ready-to-run instance: the encoder stack, its input, mask and workspace.
+class LayerWorkloadRun {
+ public:
+  explicit LayerWorkloadRun(const LayerWorkload& w) : w_(w) {
+    std::mt19937 rng(0);
+    auto uniform = [&](std::vector<float>& v, std::size_t n, float bound) {
+      std::uniform_real_distribution<float> dist(-bound, bound);
+      v.resize(n);
+      for (float& x : v) x = dist(rng);
+    };
+    const std::int64_t d = w.d_model, f = w.d_ff;
+    std::vector<EncoderLayer> layers;
+    for (std::int64_t l = 0; l < w.layers; ++l) {
+      std::vector<float> in_w, out_w, l1_w, l1_b, l2_w, l2_b;
+      uniform(in_w, static_cast<std::size_t>(3 * d * d), std::sqrt(6.0f / static_cast<float>(4 * d)));
+      uniform(out_w, static_cast<std::size_t>(d * d), 1.0f / std::sqrt(static_cast<float>(d)));
+      uniform(l1_w, static_cast<std::size_t>(f * d), 1.0f / std::sqrt(static_cast<float>(d)));
+      uniform(l1_b, static_cast<std::size_t>(f), 1.0f / std::sqrt(static_cast<float>(d)));
+      uniform(l2_w, static_cast<std::size_t>(d * f), 1.0f / std::sqrt(static_cast<float>(f)));
+      uniform(l2_b, static_cast<std::size_t>(d), 1.0f / std::sqrt(static_cast<float>(f)));
+      const std::vector<float> zeros(static_cast<std::size_t>(3 * d), 0.0f), ones(static_cast<std::size_t>(d), 1.0f);
+      LayerConfig c;
+      c.d_model = d;
+      c.heads = w.heads;
+      c.d_ff = f;
+      c.activation = w.activation;
+      c.norm_first = w.norm_first;
+      layers.emplace_back(c, EncoderLayerWeights{{in_w.data(), zeros.data(), out_w.data(), zeros.data()},
+                                                 {l1_w.data(), l1_b.data()},
+                                                 {l2_w.data(), l2_b.data()},
+                                                 {ones.data(), zeros.data()},
+                                                 {ones.data(), zeros.data()}});
+    }
+    encoder_ = std::make_unique<TransformerEncoder>(std::move(layers));
+    if (w.sinusoidal) pe_ = std::make_unique<SinusoidalPositionalEncoding>(d, w.seq);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    input_.resize(static_cast<std::size_t>(w.batch * w.seq * d));
+    for (float& x : input_) x = normal(rng);
+    x_ = input_;
+    workspace_.resize(encoder_->workspace_floats(w.batch, w.seq));
+    if (w.mask == LayerWorkload::Mask::key_padding) {  // batches 4..7: positions 96..127 padded
+      padding_.reset(new bool[static_cast<std::size_t>(w.batch * w.seq)]());
+      for (std::int64_t b = 4; b < w.batch; ++b)
+        for (std::int64_t s = w.seq - 32; s < w.seq; ++s) padding_[static_cast<std::size_t>(b * w.seq + s)] = true;
+      mask_.key_padding = padding_.get();
+    }
+    mask_.causal = w.mask == LayerWorkload::Mask::causal;
+  }
+
+  void operator()() {
+    std::copy(input_.begin(), input_.end(), x_.begin());
+    if (pe_) pe_->add(x_.data(), w_.batch, w_.seq);
+    encoder_->forward(x_.data(), w_.batch, w_.seq, mask_, workspace_.data());
+  }
+
+ private:
+  LayerWorkload w_;
+  std::unique_ptr<TransformerEncoder> encoder_;
+  std::unique_ptr<SinusoidalPositionalEncoding> pe_;
+  std::vector<float> input_, x_, workspace_;
+  std::unique_ptr<bool[]> padding_;
+  AttentionMask mask_;
+};
+
+}  // namespace engine::bench
