@@ -13,13 +13,8 @@ import sys
 
 import torch
 
-
-def write(path, tensor):
-    t = tensor.detach().contiguous()
-    if t.dtype == torch.bool:
-        t.to(torch.uint8).numpy().tofile(path + ".u8")
-    else:
-        t.to(torch.float32).numpy().tofile(path + ".f32")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_layer_fixtures import write  # noqa: E402  (raw .f32 / .u8 files)
 
 
 def make_case(out_dir, name, *, kind, d, heads, batch, q_len, kv_len, seed,

@@ -8,13 +8,11 @@
 
 #include <cmath>
 #include <cstdint>
-#include <fstream>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/attention.hpp"
+#include "fixture_reader.hpp"
 #include "test_util.hpp"
 
 namespace engine::test {
@@ -23,67 +21,26 @@ namespace {
 using i64 = std::int64_t;
 const std::string kFixtures = std::string(ENGINE_FIXTURES_DIR) + "/mha/";
 
-template <class T>
-std::vector<T> read_raw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error("cannot open fixture " + path);
-  const std::streamsize bytes = in.tellg();
-  in.seekg(0);
-  std::vector<T> data(static_cast<std::size_t>(bytes) / sizeof(T));
-  in.read(reinterpret_cast<char*>(data.data()), bytes);
-  return data;
-}
-
-std::map<std::string, std::string> read_meta(const std::string& dir) {
-  std::ifstream in(dir + "meta.txt");
-  if (!in) throw std::runtime_error("cannot open " + dir + "meta.txt");
-  std::map<std::string, std::string> meta;
-  for (std::string key, value; in >> key >> value;) meta[key] = value;
-  return meta;
-}
-
 class MultiheadAttentionVsTorch : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MultiheadAttentionVsTorch, MatchesFixture) {
-  const std::string dir = kFixtures + GetParam() + "/";
-  auto meta = read_meta(dir);
-  const i64 d = std::stoll(meta["d_model"]), H = std::stoll(meta["heads"]), B = std::stoll(meta["batch"]);
-  const i64 Sq = std::stoll(meta["q_len"]), Sk = std::stoll(meta["kv_len"]);
-  const bool self = meta["kind"] == "self", bias = meta["bias"] == "1";
-  const auto in_w = read_raw<float>(dir + "in_proj_weight.f32"), out_w = read_raw<float>(dir + "out_proj_weight.f32");
-  std::vector<float> in_b, out_b;
-  if (bias) {
-    in_b = read_raw<float>(dir + "in_proj_bias.f32");
-    out_b = read_raw<float>(dir + "out_proj_bias.f32");
-  }
-  ASSERT_EQ(in_w.size(), static_cast<std::size_t>(3 * d * d));
-  const auto query = read_raw<float>(dir + "query.f32");
-  const auto memory = self ? std::vector<float>{} : read_raw<float>(dir + "memory.f32");
-  const auto expected = read_raw<float>(dir + "expected.f32");
+  Fixture f(kFixtures + GetParam());
+  const i64 d = f.integer("d_model"), H = f.integer("heads"), B = f.integer("batch");
+  const i64 Sq = f.integer("q_len"), Sk = f.integer("kv_len");
+  const bool self = f.text("kind") == "self", bias = f.flag("bias");
+  ASSERT_EQ(f.floats("in_proj_weight").size(), static_cast<std::size_t>(3 * d * d));
+  const std::vector<float>& expected = f.floats("expected");
   ASSERT_EQ(expected.size(), static_cast<std::size_t>(B * Sq * d));
-
   AttentionMask mask;
-  std::vector<std::uint8_t> kpm_bytes, am_bytes;
-  std::unique_ptr<bool[]> kpm, am;
-  std::vector<float> am_float;
-  if (meta["key_padding_mask"] == "1") {
-    kpm_bytes = read_raw<std::uint8_t>(dir + "key_padding_mask.u8");
-    kpm.reset(new bool[kpm_bytes.size()]);
-    for (std::size_t i = 0; i < kpm_bytes.size(); ++i) kpm[i] = kpm_bytes[i] != 0;
-    mask.key_padding = kpm.get();
-  }
-  if (meta["attn_mask"] == "float") {
-    am_float = read_raw<float>(dir + "attn_mask.f32");
-    mask.attn_bias = am_float.data();
-  } else if (meta["attn_mask"] == "bool") {
-    am_bytes = read_raw<std::uint8_t>(dir + "attn_mask.u8");
-    am.reset(new bool[am_bytes.size()]);
-    for (std::size_t i = 0; i < am_bytes.size(); ++i) am[i] = am_bytes[i] != 0;
-    mask.attn_mask = am.get();
-  }
+  if (f.flag("key_padding_mask")) mask.key_padding = f.bools("key_padding_mask");
+  if (f.text("attn_mask") == "float") mask.attn_bias = f.ptr("attn_mask");
+  if (f.text("attn_mask") == "bool") mask.attn_mask = f.bools("attn_mask");
+  const float* query = f.ptr("query");
+  const float* memory = self ? nullptr : f.ptr("memory");
+  const float* out_b = bias ? f.ptr("out_proj_bias") : nullptr;
 
-  const MultiheadAttentionWeights w{in_w.data(), bias ? in_b.data() : nullptr, out_w.data(),
-                                    bias ? out_b.data() : nullptr};
+  const MultiheadAttentionWeights w{f.ptr("in_proj_weight"), bias ? f.ptr("in_proj_bias") : nullptr,
+                                    f.ptr("out_proj_weight"), out_b};
   for (Isa isa : test_isas())
     for (AttentionPath path : {AttentionPath::materialized, AttentionPath::fused}) {
       IsaScope scope(isa);
@@ -91,7 +48,7 @@ TEST_P(MultiheadAttentionVsTorch, MatchesFixture) {
                                         : MultiheadAttention::Kind::cross_attention,
                                    d, H, w);
       std::vector<float> workspace(mha.workspace_floats(B, Sq, Sk)), out(static_cast<std::size_t>(B * Sq * d));
-      mha.forward(query.data(), self ? nullptr : memory.data(), B, Sq, Sk, mask, out.data(), workspace.data(), path);
+      mha.forward(query, memory, B, Sq, Sk, mask, out.data(), workspace.data(), path);
       for (std::size_t i = 0; i < out.size(); ++i) {
         const std::string where = GetParam() + " on " + isa_name(isa) +
                                   (path == AttentionPath::fused ? " fused" : " materialized") + ", element " +
