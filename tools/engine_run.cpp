@@ -16,17 +16,14 @@
 #include "engine/engine.hpp"
 #include "model_loader.hpp"
 #include "npy.hpp"
+#include "safetensors.hpp"
 
 namespace {
 
 using engine::fail;
 using i64 = std::int64_t;
 
-std::string shape_of(const engine::npy::Array& a) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < a.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(a.shape[i]);
-  return s + "]";
-}
+std::string shape_of(const engine::npy::Array& a) { return engine::loader::shape_string(a.shape); }
 
 std::optional<engine::npy::Array> load_mask(const std::string& path, const char* what, i64 batch, i64 seq) {
   if (path.empty()) return std::nullopt;

@@ -13,6 +13,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/mask_rows.hpp"
 
 namespace engine {
 namespace {
@@ -32,10 +33,8 @@ struct RowMasks {
   const Shapes& s;
   // Keys [0, visible) are not masked by position (causal, lengths) for query row i of batch b.
   i64 visible(i64 b, i64 i) const {
-    i64 vis = s.Sk;
-    if (mask.causal && mask.causal_offset < s.Sk) vis = std::min(s.Sk, std::max<i64>(0, i + mask.causal_offset + 1));
-    if (mask.valid_lengths != nullptr) vis = std::min<i64>(vis, mask.valid_lengths[b]);
-    return vis;
+    return ops::visible_keys(mask.causal, mask.causal_offset,
+                             mask.valid_lengths != nullptr ? mask.valid_lengths + b : nullptr, i, s.Sk);
   }
 };
 
@@ -92,8 +91,7 @@ Scratch carve(float* base, bool fused, const Shapes& s) {
 // Additive key-padding mask for keys [j0, j1) of batch b, written to out[0, j1 - j0); null if none.
 const float* key_bias_for(float* out, const AttentionMask& mask, i64 b, i64 Sk, i64 j0, i64 j1) {
   if (mask.key_padding == nullptr) return nullptr;
-  const bool* pad = mask.key_padding + b * Sk;
-  for (i64 j = j0; j < j1; ++j) out[j - j0] = pad[j] ? -INFINITY : 0.0f;
+  ops::mask_as_bias(mask.key_padding + b * Sk + j0, j1 - j0, out);
   return out;
 }
 
@@ -102,8 +100,7 @@ const float* key_bias_for(float* out, const AttentionMask& mask, i64 b, i64 Sk, 
 const float* row_bias_for(float* out, const AttentionMask& mask, i64 i, i64 Sk, i64 j0, i64 j1) {
   if (mask.attn_bias != nullptr) return mask.attn_bias + i * Sk + j0;
   if (mask.attn_mask == nullptr) return nullptr;
-  const bool* row = mask.attn_mask + i * Sk;
-  for (i64 j = j0; j < j1; ++j) out[j - j0] = row[j] ? -INFINITY : 0.0f;
+  ops::mask_as_bias(mask.attn_mask + i * Sk + j0, j1 - j0, out);
   return out;
 }
 

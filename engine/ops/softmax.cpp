@@ -11,6 +11,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/mask_rows.hpp"
 
 namespace engine {
 
@@ -38,17 +39,13 @@ void masked_softmax(std::int64_t batch, std::int64_t rows, std::int64_t cols, co
     const auto range = parallel::split_range(total_rows, threads, tid);
     for (i64 r = range.begin; r < range.end; ++r) {
       const i64 b = r / rows, i = r % rows;
-      i64 visible = cols;
-      // An offset of cols or more shows every key (and keeps i + offset + 1 from overflowing).
-      if (mask.causal && mask.causal_offset < cols)
-        visible = std::min(cols, std::max<i64>(0, i + mask.causal_offset + 1));
-      if (mask.valid_lengths != nullptr) visible = std::min<i64>(visible, mask.valid_lengths[b]);
+      const i64 visible = ops::visible_keys(mask.causal, mask.causal_offset,
+                                            mask.valid_lengths != nullptr ? mask.valid_lengths + b : nullptr, i, cols);
       const float* bias_a = nullptr;
       if (mask.key_padding != nullptr) {
         if (bias_batch != b) {
           if (static_cast<i64>(key_bias.size()) < cols) key_bias.resize(static_cast<std::size_t>(cols));
-          const bool* pad = mask.key_padding + b * cols;
-          for (i64 k = 0; k < cols; ++k) key_bias[static_cast<std::size_t>(k)] = pad[k] ? -INFINITY : 0.0f;
+          ops::mask_as_bias(mask.key_padding + b * cols, cols, key_bias.data());
           bias_batch = b;
         }
         bias_a = key_bias.data();
