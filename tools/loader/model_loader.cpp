@@ -2,12 +2,14 @@
 
 #include <deque>
 #include <fstream>
-#include <nlohmann/json.hpp>
+#include <cmath>
+#include <filesystem>
 #include <set>
 #include <sstream>
 
 #include "engine/error.hpp"
 #include "safetensors.hpp"
+#include "strict_json.hpp"
 
 namespace engine::loader {
 namespace {
@@ -44,12 +46,7 @@ std::string text(const json& j, const std::string& origin, const char* name) {
 }  // namespace
 
 ModelConfig parse_config(const std::string& json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON (", e.what(), ")");
-  }
+  const json j = parse_strict_json(json_text.data(), json_text.data() + json_text.size(), origin, "file");
   if (!j.is_object()) fail(origin, ": must be a JSON object");
   if (text(j, origin, "format") != "engine-transformer")
     fail(origin, ": field 'format' must be \"engine-transformer\", got ", j.at("format").dump());
@@ -107,15 +104,25 @@ ModelConfig parse_config(const std::string& json_text, const std::string& origin
   return c;
 }
 
-Model load_model(const std::string& dir) {
+Model load_model(const std::string& dir, const LoadOptions& options) {
   const std::string config_path = dir + "/config.json";
+  std::error_code ec;
+  const auto config_bytes = std::filesystem::file_size(config_path, ec);
+  if (ec) fail(config_path, ": cannot open (is '", dir, "' a model directory?)");
+  if (config_bytes > kMaxConfigBytes)
+    fail(config_path, ": file is ", config_bytes, " bytes, more than the ", kMaxConfigBytes, " a config may have");
   std::ifstream in(config_path);
   if (!in) fail(config_path, ": cannot open (is '", dir, "' a model directory?)");
   std::stringstream text_stream;
   text_stream << in.rdbuf();
-  const ModelConfig config = parse_config(text_stream.str(), config_path);
+  (void)parse_config(text_stream.str(), config_path);  // a broken config is reported before the weights are opened
+  const SafetensorsFile weights(dir + "/model.safetensors");
+  return load_model(text_stream.str(), config_path, weights, options);
+}
 
-  const SafetensorsFile file(dir + "/model.safetensors");
+Model load_model(const std::string& config_text, const std::string& config_origin, const SafetensorsFile& file,
+                 const LoadOptions& options) {
+  const ModelConfig config = parse_config(config_text, config_origin);
   const auto expected = config.expected_tensors();
   std::set<std::string> wanted;
   for (const auto& [name, shape] : expected) {
@@ -131,7 +138,14 @@ Model load_model(const std::string& dir) {
   std::deque<std::vector<float>> converted;  // F16 / BF16 tensors, alive (and not moved) while the model is built
   return Model(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     converted.emplace_back();
-    return file.floats(name, shape, converted.back());
+    const float* data = file.floats(name, shape, converted.back());
+    if (options.check_finite) {
+      const std::int64_t n = file.info(name).numel();
+      for (std::int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(data[i]))
+          fail(file.path(), ": tensor '", name, "' element ", i, " is ", data[i], " (check_finite is on)");
+    }
+    return data;
   });
 }
 

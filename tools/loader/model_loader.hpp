@@ -5,16 +5,33 @@
 // so the file is closed when this returns.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "engine/model.hpp"
 
 namespace engine::loader {
 
+class SafetensorsFile;
+
+struct LoadOptions {
+  // Scan every weight for NaN and ±Inf and refuse the model, naming the tensor and the element.
+  // Off by default: the scan reads every byte once more, and without it a NaN weight simply
+  // propagates to the outputs it touches (the engine never masks it).
+  bool check_finite = false;
+};
+
+// config.json is read whole; a larger file is refused before reading it.
+constexpr std::size_t kMaxConfigBytes = 1u << 20;
+
 // Parses and validates a config.json (the text itself; `origin` names it in errors).
 ModelConfig parse_config(const std::string& json_text, const std::string& origin = "config.json");
 
 // Reads dir/config.json and dir/model.safetensors.
-Model load_model(const std::string& dir);
+Model load_model(const std::string& dir, const LoadOptions& options = {});
+
+// The same from a config's text and an opened weight file (what load_model does after reading).
+Model load_model(const std::string& config_text, const std::string& config_origin, const SafetensorsFile& weights,
+                 const LoadOptions& options = {});
 
 }  // namespace engine::loader

@@ -7,9 +7,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include <utility>
 
 #include "engine/error.hpp"
+#include "strict_json.hpp"
 
 namespace engine::loader {
 namespace {
@@ -89,8 +90,25 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   ::close(fd);
   if (m == MAP_FAILED) fail(path, ": cannot map (", std::strerror(errno), ")");
   map_ = static_cast<const std::uint8_t*>(m);
-
+  owns_map_ = true;
   try {
+    validate();
+  } catch (...) {
+    ::munmap(const_cast<std::uint8_t*>(map_), size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile::SafetensorsFile(const std::uint8_t* bytes, std::size_t size, std::string name)
+    : path_(std::move(name)), map_(bytes), size_(size) {
+  if (size_ < 8) fail(path_, ": file is ", size_, " bytes, too short for the 8-byte header length");
+  validate();
+}
+
+void SafetensorsFile::validate() {
+  const std::string& path = path_;
+  {
     std::uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map_[i];
     if (header_len > kMaxHeaderBytes) fail(path, ": header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes, " bytes");
@@ -99,12 +117,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     data_ = map_ + 8 + header_len;
     data_size_ = size_ - 8 - static_cast<std::size_t>(header_len);
 
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(map_ + 8, map_ + 8 + header_len);
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": header is not valid JSON (", e.what(), ")");
-    }
+    const auto* header_text = reinterpret_cast<const char*>(map_ + 8);
+    const nlohmann::json header = parse_strict_json(header_text, header_text + header_len, path, "header");
     if (!header.is_object()) fail(path, ": header must be a JSON object, got ", header.type_name());
 
     for (auto it = header.begin(); it != header.end(); ++it) {
@@ -154,26 +168,31 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
              "-byte elements");
       tensors_[name] = std::move(info);
     }
-    // No two tensors may share bytes.
+    // The tensors tile the data section exactly, as the safetensors format requires: no two share
+    // bytes, and no byte (a gap, or a tail past the last tensor) belongs to none of them.
     std::vector<std::pair<std::size_t, const std::string*>> spans;
     for (const auto& [name, info] : tensors_)
       if (info.end > info.begin) spans.emplace_back(info.begin, &name);
     std::sort(spans.begin(), spans.end());
-    for (std::size_t i = 1; i < spans.size(); ++i) {
-      const TensorInfo& prev = tensors_.at(*spans[i - 1].second);
-      if (spans[i].first < prev.end)
-        fail(path, ": tensors '", *spans[i - 1].second, "' and '", *spans[i].second, "' overlap (bytes ", spans[i].first,
-             " to ", prev.end, ")");
+    std::size_t covered = 0;
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+      const std::string& name = *spans[i].second;
+      if (i > 0 && spans[i].first < covered)
+        fail(path, ": tensors '", *spans[i - 1].second, "' and '", name, "' overlap (bytes ", spans[i].first, " to ",
+             covered, ")");
+      if (spans[i].first > covered)
+        fail(path, ": bytes ", covered, " to ", spans[i].first, " of the data section (before tensor '", name,
+             "') belong to no tensor");
+      covered = tensors_.at(name).end;
     }
-  } catch (...) {
-    ::munmap(const_cast<std::uint8_t*>(map_), size_);
-    map_ = nullptr;
-    throw;
+    if (covered != data_size_)
+      fail(path, ": the data section has ", data_size_, " bytes but its tensors end at byte ", covered,
+           " (the file is larger than its header describes)");
   }
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(const_cast<std::uint8_t*>(map_), size_);
+  if (owns_map_ && map_ != nullptr) ::munmap(const_cast<std::uint8_t*>(map_), size_);
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {

@@ -27,6 +27,9 @@ class SafetensorsFile {
  public:
   // Maps and validates `path`. Header limit: 100 MiB.
   explicit SafetensorsFile(const std::string& path);
+  // Validates `size` bytes already in memory, borrowed (they must outlive this object); `name`
+  // stands for the path in errors. The data section must be 4-byte aligned in memory.
+  SafetensorsFile(const std::uint8_t* bytes, std::size_t size, std::string name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -43,7 +46,10 @@ class SafetensorsFile {
                       std::vector<float>& storage) const;
 
  private:
+  void validate();  // parses the header at map_ and checks every tensor against the data section
+
   std::string path_;
+  bool owns_map_ = false;  // true when map_ is our mmap of the file
   const std::uint8_t* map_ = nullptr;
   std::size_t size_ = 0;
   const std::uint8_t* data_ = nullptr;  // start of the data section
