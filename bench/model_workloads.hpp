@@ -88,7 +88,7 @@ class LayerWorkloadRun {
       padding_.reset(new bool[static_cast<std::size_t>(w.batch * w.seq)]());
       for (std::int64_t b = 4; b < w.batch; ++b)
         for (std::int64_t s = w.seq - 32; s < w.seq; ++s) padding_[static_cast<std::size_t>(b * w.seq + s)] = true;
-      mask_.key_padding = padding_.get();
+      mask_.key_padding = {padding_.get(), static_cast<std::size_t>(w.batch * w.seq)};
     }
     mask_.causal = w.mask == LayerWorkload::Mask::causal;
   }

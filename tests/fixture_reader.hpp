@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,14 +39,15 @@ class Fixture {
   const float* ptr(const std::string& name) { return floats(name).data(); }
 
   // NAME.u8 as bools.
-  const bool* bools(const std::string& name) {
+  std::span<const bool> bools(const std::string& name) {
     auto& slot = bools_[name];
     if (!slot) {
       const auto bytes = read<std::uint8_t>(name + ".u8");
       slot.reset(new bool[bytes.size()]);
+      bool_counts_[name] = bytes.size();
       for (std::size_t i = 0; i < bytes.size(); ++i) slot[i] = bytes[i] != 0;
     }
-    return slot.get();
+    return {slot.get(), bool_counts_[name]};
   }
 
  private:
@@ -64,6 +66,7 @@ class Fixture {
   std::map<std::string, std::string> meta_;
   std::map<std::string, std::vector<float>> floats_;
   std::map<std::string, std::unique_ptr<bool[]>> bools_;
+  std::map<std::string, std::size_t> bool_counts_;
 };
 
 }  // namespace engine::test

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--memory-key-padding-mask", mem_kpm_path, "bool [B, S], true = padding");
   app.add_flag("--src-causal", src_causal, "causal mask on the source self-attention");
   app.add_flag("--tgt-causal", tgt_causal, "causal mask on the target self-attention");
-  app.add_option("--threads", threads, "threads (default: all cores)")->check(CLI::Range(1, 4096));
+  app.add_option("--threads", threads, "threads (default: all cores)")->check(CLI::Range(1, 1024));
   app.add_option("--out", out_path, "output .npy (batch-first)")->required();
   CLI11_PARSE(app, argc, argv);
 

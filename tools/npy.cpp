@@ -54,8 +54,8 @@ Array read(const std::string& path) {
   const std::string dims = m[1];
   const std::regex number(R"(\d+)");
   for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-    const long long d = std::stoll(it->str());
-    a.shape.push_back(d);
+    if (it->str().size() > 15) fail(path, ": shape entry ", it->str(), " is absurdly large");
+    a.shape.push_back(std::stoll(it->str()));
   }
   std::uint64_t n = 1;
   for (std::int64_t d : a.shape) {
@@ -63,6 +63,14 @@ Array read(const std::string& path) {
       fail(path, ": shape is absurdly large");
     n *= static_cast<std::uint64_t>(d);
   }
+  // The data must be in the file before anything is allocated for it: a forged shape must not
+  // make us allocate (and zero) terabytes.
+  const auto data_start = in.tellg();
+  in.seekg(0, std::ios::end);
+  const auto available = static_cast<std::uint64_t>(in.tellg() - data_start);
+  in.seekg(data_start);
+  if (n * item > available)
+    fail(path, ": truncated data (shape ", dims, " needs ", n * item, " bytes, the file has ", available, ")");
   a.bytes.resize(n * item);
   in.read(reinterpret_cast<char*>(a.bytes.data()), static_cast<std::streamsize>(a.bytes.size()));
   if (static_cast<std::size_t>(in.gcount()) != a.bytes.size())

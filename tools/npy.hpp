@@ -3,7 +3,9 @@
 // engine::Error that names the file and what was found.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,7 +19,10 @@ struct Array {
   std::vector<std::uint8_t> bytes;  // raw little-endian data, C order
   std::int64_t numel() const;
   const float* f32() const { return reinterpret_cast<const float*>(bytes.data()); }
-  const bool* booleans() const { return reinterpret_cast<const bool*>(bytes.data()); }
+  // Every byte of a boolean array is 0 or 1 (read() checks it), so it may be read as bool.
+  std::span<const bool> booleans() const {
+    return {reinterpret_cast<const bool*>(bytes.data()), static_cast<std::size_t>(numel())};
+  }
 };
 
 Array read(const std::string& path);

@@ -13,7 +13,9 @@ std::atomic<int> g_threads{0};
 }
 
 void set_num_threads(int threads) {
-  if (threads < 0) fail("set_num_threads: threads must be >= 0 (0 = OpenMP default), got ", threads);
+  // More threads than cores is allowed (they time-share); past 1024 it is surely a mistake.
+  if (threads < 0 || threads > 1024)
+    fail("set_num_threads: threads must be in [0, 1024] (0 = OpenMP default), got ", threads);
   g_threads.store(threads);
 }
 

@@ -1,7 +1,11 @@
 #include "engine/model.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include "engine/error.hpp"
 
@@ -109,6 +113,10 @@ void ModelConfig::validate() const {
     if (positional->max_len < 1 || positional->max_len > (i64{1} << 24))
       fail("config: positional_encoding.max_len must be in [1, 16777216], got ", positional->max_len);
     if (c.d_model % 2 != 0) fail("config: sinusoidal positional encoding needs an even d_model, got ", c.d_model);
+    // The table is max_len x d_model floats, built up front: keep it under 256 MiB.
+    if (positional->max_len * c.d_model > (i64{1} << 26))
+      fail("config: positional_encoding.max_len x d_model = ", positional->max_len, " x ", c.d_model,
+           " exceeds the 2^26-float (256 MiB) table limit");
     if (positional->first_position < 0)
       fail("config: positional_encoding.first_position must be >= 0, got ", positional->first_position);
   }
@@ -187,15 +195,39 @@ void Model::decode(float* tgt, const float* memory, i64 batch, i64 tgt_len, i64 
 
 namespace engine {
 
-Session::Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len)
+namespace {
+
+std::size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : SIZE_MAX;
+}
+
+}  // namespace
+
+Session::Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len,
+                 const SessionOptions& options)
     : model_(model), max_batch_(max_batch), max_src_len_(max_src_len), max_tgt_len_(max_tgt_len) {
+  constexpr std::int64_t kMaxTokens = std::int64_t{1} << 31;
   if (max_batch < 1) fail("Session: max_batch must be >= 1, got ", max_batch);
   if (max_src_len < 1) fail("Session: max_src_len must be >= 1, got ", max_src_len);
   if (model.config().has_decoder() && max_tgt_len < 1)
     fail("Session: a model with a decoder needs max_tgt_len >= 1, got ", max_tgt_len);
+  for (const auto& [name, len] : {std::pair{"max_src_len", max_src_len}, std::pair{"max_tgt_len", max_tgt_len}}) {
+    if (len > kMaxTokens / max_batch)
+      fail("Session: max_batch x ", name, " = ", max_batch, " x ", len, " exceeds 2^31 tokens");
+    const auto& pe = model.config().positional;
+    if (pe && pe->first_position + len > pe->max_len)
+      fail("Session: ", name, " ", len, " exceeds the positional encoding's max_len ", pe->max_len,
+           pe->first_position ? " (after first_position)" : "");
+  }
   ArenaPlan plan;
   const ArenaSlot slot = plan.reserve<float>("model workspace", model.workspace_floats(max_batch, max_src_len,
                                                                                       std::max<std::int64_t>(1, max_tgt_len)));
+  const std::size_t limit = options.memory_limit_bytes ? options.memory_limit_bytes : physical_memory_bytes();
+  if (plan.total_bytes() > limit)
+    fail("Session: the workspace for batch ", max_batch, ", max_src_len ", max_src_len, ", max_tgt_len ", max_tgt_len,
+         " needs ", plan.total_bytes(), " bytes, over the ", options.memory_limit_bytes ? "memory limit of " : "",
+         limit, options.memory_limit_bytes ? " bytes" : " bytes of physical memory");
   arena_ = Arena(plan);
   workspace_ = arena_.at<float>(slot);
 }
@@ -206,16 +238,26 @@ void Session::check(const char* what, std::int64_t value, std::int64_t limit) co
 }
 
 void Session::encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask) {
+  if (!model_.config().has_encoder())
+    fail("Session::encode: a ", architecture_name(model_.config().architecture), " model has no encoder");
+  if (src == nullptr) fail("Session::encode: src is null");
   check("batch", batch, max_batch_);
   check("src_len", src_len, max_src_len_);
+  check_attention_mask(src_mask, batch, src_len, src_len, "Session::encode", "src_mask");
   model_.encode(src, batch, src_len, src_mask, workspace_);
 }
 
 void Session::decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len,
                      std::int64_t memory_len, const AttentionMask& tgt_mask, const AttentionMask& memory_mask) {
+  if (!model_.config().has_decoder())
+    fail("Session::decode: a ", architecture_name(model_.config().architecture), " model has no decoder");
+  if (tgt == nullptr) fail("Session::decode: tgt is null");
+  if (memory == nullptr) fail("Session::decode: memory is null");
   check("batch", batch, max_batch_);
   check("tgt_len", tgt_len, max_tgt_len_);
   check("memory_len", memory_len, max_src_len_);
+  check_attention_mask(tgt_mask, batch, tgt_len, tgt_len, "Session::decode", "tgt_mask");
+  check_attention_mask(memory_mask, batch, tgt_len, memory_len, "Session::decode", "memory_mask");
   model_.decode(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace_);
 }
 

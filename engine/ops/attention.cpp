@@ -34,7 +34,7 @@ struct RowMasks {
   // Keys [0, visible) are not masked by position (causal, lengths) for query row i of batch b.
   i64 visible(i64 b, i64 i) const {
     return ops::visible_keys(mask.causal, mask.causal_offset,
-                             mask.valid_lengths != nullptr ? mask.valid_lengths + b : nullptr, i, s.Sk);
+                             mask.valid_lengths.empty() ? nullptr : mask.valid_lengths.data() + b, i, s.Sk);
   }
 };
 
@@ -90,17 +90,17 @@ Scratch carve(float* base, bool fused, const Shapes& s) {
 
 // Additive key-padding mask for keys [j0, j1) of batch b, written to out[0, j1 - j0); null if none.
 const float* key_bias_for(float* out, const AttentionMask& mask, i64 b, i64 Sk, i64 j0, i64 j1) {
-  if (mask.key_padding == nullptr) return nullptr;
-  ops::mask_as_bias(mask.key_padding + b * Sk + j0, j1 - j0, out);
+  if (mask.key_padding.empty()) return nullptr;
+  ops::mask_as_bias(mask.key_padding.data() + b * Sk + j0, j1 - j0, out);
   return out;
 }
 
 // Additive attention-mask row i for keys [j0, j1), indexed from j0: the float mask itself, or the
 // bool mask converted into out; null if none.
 const float* row_bias_for(float* out, const AttentionMask& mask, i64 i, i64 Sk, i64 j0, i64 j1) {
-  if (mask.attn_bias != nullptr) return mask.attn_bias + i * Sk + j0;
-  if (mask.attn_mask == nullptr) return nullptr;
-  ops::mask_as_bias(mask.attn_mask + i * Sk + j0, j1 - j0, out);
+  if (!mask.attn_bias.empty()) return mask.attn_bias.data() + i * Sk + j0;
+  if (mask.attn_mask.empty()) return nullptr;
+  ops::mask_as_bias(mask.attn_mask.data() + i * Sk + j0, j1 - j0, out);
   return out;
 }
 
@@ -147,8 +147,8 @@ void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, co
   for (i64 j0 = 0; j0 < key_end; j0 += kKeyBlock) {
     const i64 kb = std::min(kKeyBlock, key_end - j0);
     // A tile whose keys are all padding adds nothing to any row: skip it, do not compute it.
-    if (mask.key_padding != nullptr) {
-      const bool* pad = mask.key_padding + it.b * s.Sk + j0;
+    if (!mask.key_padding.empty()) {
+      const bool* pad = mask.key_padding.data() + it.b * s.Sk + j0;
       if (std::all_of(pad, pad + kb, [](bool p) { return p; })) continue;
     }
     gemm(it.rows, kb, s.dk, it.q, it.ldq, it.k + j0 * it.ldk, it.ldk, Transpose::yes, scores, kb);
@@ -204,14 +204,7 @@ Shapes validate(const TensorView& q, const TensorView& k, const TensorView& v, c
     fail("scaled_dot_product_attention: every dimension must be >= 1, got q ", q.shape_string(), ", k ",
          k.shape_string(), ", v ", v.shape_string());
   if (mask == nullptr) return s;
-  if (mask->attn_mask != nullptr && mask->attn_bias != nullptr)
-    fail("scaled_dot_product_attention: give the attention mask either as bools (attn_mask) or as floats "
-         "(attn_bias), not both");
-  if (mask->valid_lengths != nullptr)
-    for (i64 b = 0; b < s.B; ++b)
-      if (mask->valid_lengths[b] < 0 || mask->valid_lengths[b] > s.Sk)
-        fail("scaled_dot_product_attention: valid_lengths[", b, "] must be in [0, ", s.Sk, "], got ",
-             mask->valid_lengths[b]);
+  check_attention_mask(*mask, s.B, s.Sq, s.Sk, "scaled_dot_product_attention", "mask");
   return s;
 }
 
@@ -227,6 +220,25 @@ bool uses_fused(AttentionPath path, const Shapes& s) {
 thread_local std::vector<float> t_fallback;
 
 }  // namespace
+
+void check_attention_mask(const AttentionMask& mask, i64 batch, i64 q_len, i64 k_len, const char* who,
+                          const char* name) {
+  const auto check_size = [&](std::size_t size, const char* field, i64 rows, const char* rows_name, i64 cols,
+                              const char* cols_name) {
+    if (size != 0 && size != static_cast<std::size_t>(rows * cols))
+      fail(who, ": ", name, ".", field, " has ", size, " elements, expected ", rows_name, " x ", cols_name, " = ", rows,
+           " x ", cols, " = ", rows * cols);
+  };
+  check_size(mask.valid_lengths.size(), "valid_lengths", batch, "batch", 1, "1");
+  check_size(mask.key_padding.size(), "key_padding", batch, "batch", k_len, "key length");
+  check_size(mask.attn_mask.size(), "attn_mask", q_len, "query length", k_len, "key length");
+  check_size(mask.attn_bias.size(), "attn_bias", q_len, "query length", k_len, "key length");
+  if (!mask.attn_mask.empty() && !mask.attn_bias.empty())
+    fail(who, ": ", name, " gives the attention mask both as bools (attn_mask) and as floats (attn_bias); give one");
+  for (std::size_t b = 0; b < mask.valid_lengths.size(); ++b)
+    if (mask.valid_lengths[b] < 0 || mask.valid_lengths[b] > k_len)
+      fail(who, ": ", name, ".valid_lengths[", b, "] must be in [0, ", k_len, "], got ", mask.valid_lengths[b]);
+}
 
 std::size_t attention_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
                                       AttentionPath path) {

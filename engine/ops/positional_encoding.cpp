@@ -14,6 +14,8 @@ SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(std::int64_t d_model,
     fail("positional encoding: d_model must be even and >= 2 (sin and cos pairs), got ", d_model);
   if (max_len < 1 || max_len > (std::int64_t{1} << 24))
     fail("positional encoding: max_len must be in [1, 16777216], got ", max_len);
+  if (max_len * d_model > (std::int64_t{1} << 26))
+    fail("positional encoding: max_len x d_model = ", max_len, " x ", d_model, " exceeds the 2^26-float table limit");
   if (first_position < 0) fail("positional encoding: first_position must be >= 0, got ", first_position);
   table_.resize(static_cast<std::size_t>(max_len * d_model));
   const std::int64_t half = d_model / 2;

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "engine/arena.hpp"
@@ -19,19 +20,27 @@ struct AttentionMask {
   // query block that continues a cache of Sk - Sq earlier positions).
   bool causal = false;
   std::int64_t causal_offset = 0;
-  // Key padding as lengths: keys j >= valid_lengths[b] are ignored. [B], or null.
-  const std::int32_t* valid_lengths = nullptr;
+  // The masks below are borrowed views; an empty one is absent. Their sizes are checked against
+  // the shapes they meet (an engine::Error names the mask, the expected and the actual size).
+  // Key padding as lengths: keys j >= valid_lengths[b] are ignored, 0 <= valid_lengths[b] <= Sk. [B]
+  std::span<const std::int32_t> valid_lengths;
   // Key padding as bools: key_padding[b * Sk + j] == true means key j is ignored (PyTorch's
-  // key_padding_mask). [B, Sk], or null.
-  const bool* key_padding = nullptr;
+  // key_padding_mask). [B, Sk]
+  std::span<const bool> key_padding;
   // Attention mask as bools, nn.MultiheadAttention's convention: attn_mask[i * Sk + j] == true means
-  // query i may NOT attend to key j. [Sq, Sk], or null. (F.scaled_dot_product_attention uses the
-  // opposite convention.)
-  const bool* attn_mask = nullptr;
-  // Attention mask as an additive float [Sq, Sk] (e.g. -inf above the diagonal), or null. At most
-  // one of attn_mask and attn_bias may be given.
-  const float* attn_bias = nullptr;
+  // query i may NOT attend to key j. [Sq, Sk] (F.scaled_dot_product_attention uses the opposite
+  // convention.)
+  std::span<const bool> attn_mask;
+  // Attention mask as an additive float [Sq, Sk] (e.g. -inf above the diagonal). At most one of
+  // attn_mask and attn_bias may be given.
+  std::span<const float> attn_bias;
 };
+
+// Throws engine::Error when a mask's size disagrees with batch x q_len x k_len, a valid length
+// lies outside [0, k_len], or both attention-mask forms are given. `who` and `name` start the
+// message ("Session::encode", "src_mask"). Attention calls it; callers may check earlier.
+void check_attention_mask(const AttentionMask& mask, std::int64_t batch, std::int64_t q_len, std::int64_t k_len,
+                          const char* who, const char* name);
 
 enum class AttentionPath {
   automatic,     // materialized while its 64 x Sk score block fits in L2 (Sk <= 4096), else fused

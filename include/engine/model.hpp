@@ -73,19 +73,31 @@ class Model {
 
 namespace engine {
 
+struct SessionOptions {
+  // Refuse (with an engine::Error, before allocating) a session whose arena would exceed this many
+  // bytes. 0 means the machine's physical memory: a plan that could only end in the out-of-memory
+  // killer is an error, never an attempt.
+  std::size_t memory_limit_bytes = 0;
+};
+
 // Runs a Model. A session owns one arena, sized once for the largest batch and sequence lengths it
 // will see; runs within those sizes take their workspace from it, so the steady state maps no new
 // memory. A Model may be shared read-only by several sessions on several threads.
 class Session {
  public:
   // max_tgt_len is needed only for models with a decoder.
-  Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len = 0);
+  // Sizes are checked: each >= 1, batch x length <= 2^31 tokens, lengths within the positional
+  // encoding's max_len, and the arena within options.memory_limit_bytes.
+  Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len = 0,
+          const SessionOptions& options = {});
 
   const Model& model() const { return model_; }
   std::size_t arena_bytes() const { return arena_.capacity(); }
 
-  // Model::encode / Model::decode with the session's workspace; sizes past what the session was
-  // built for are an engine::Error naming the size and the limit.
+  // Model::encode / Model::decode with the session's workspace. Sizes past what the session was
+  // built for, null inputs, and masks whose sizes disagree with the inputs (see AttentionMask) are
+  // an engine::Error naming the argument, the expected and the actual value. A session is used by
+  // one thread at a time; several sessions may run one Model at once.
   void encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask);
   void decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
               const AttentionMask& tgt_mask, const AttentionMask& memory_mask);

@@ -72,7 +72,7 @@ TEST_P(LayerVsTorch, MatchesFixture) {
         if (f.flag("src_mask")) {
           AttentionMask additive = mask;
           additive.causal = false;
-          additive.attn_bias = f.ptr("src_mask");
+          additive.attn_bias = f.floats("src_mask");
           x = f.floats("src");
           layer.forward(x.data(), B, S, additive, ws.data(), path);
           expect_matches(x, expected, where + " (additive mask)");

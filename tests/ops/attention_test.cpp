@@ -56,25 +56,25 @@ struct Problem {
       for (i64 b = 0; b < c.B; ++b) lengths.push_back(static_cast<std::int32_t>((b * 7 + c.Sk) % (c.Sk + 1)));
       lengths[0] = static_cast<std::int32_t>(c.Sk);
       if (c.B > 1) lengths[1] = 0;  // a fully padded sequence
-      mask.valid_lengths = lengths.data();
+      mask.valid_lengths = lengths;
     }
     if (c.padding) {
       padding.reset(new bool[static_cast<std::size_t>(c.B * c.Sk)]);
       for (i64 i = 0; i < c.B * c.Sk; ++i) padding[static_cast<std::size_t>(i)] = (i * 5 + 3) % 7 == 0;
       if (c.B > 2)
         for (i64 j = 0; j < c.Sk; ++j) padding[static_cast<std::size_t>(2 * c.Sk + j)] = true;  // all padded
-      mask.key_padding = padding.get();
+      mask.key_padding = {padding.get(), static_cast<std::size_t>(c.B * c.Sk)};
     }
     if (c.bool_mask) {
       bool_mask.reset(new bool[static_cast<std::size_t>(c.Sq * c.Sk)]);
       for (i64 i = 0; i < c.Sq * c.Sk; ++i) bool_mask[static_cast<std::size_t>(i)] = (i * 3 + 1) % 5 == 0;
       for (i64 j = 0; j < c.Sk; ++j) bool_mask[static_cast<std::size_t>(j)] = true;  // row 0 sees nothing
-      mask.attn_mask = bool_mask.get();
+      mask.attn_mask = {bool_mask.get(), static_cast<std::size_t>(c.Sq * c.Sk)};
     }
     if (c.float_mask) {
       float_mask = random_vector(static_cast<std::size_t>(c.Sq * c.Sk), seed + 3, -2.0f, 2.0f);
       for (i64 i = 0; i < c.Sq * c.Sk; i += 3) float_mask[static_cast<std::size_t>(i)] = -INFINITY;
-      mask.attn_bias = float_mask.data();
+      mask.attn_bias = float_mask;
     }
   }
 
@@ -297,14 +297,14 @@ TEST(AttentionErrors, BadInputNamesTheTensor) {
                "contiguous");
   std::vector<std::int32_t> lengths{4, 5};
   AttentionMask m;
-  m.valid_lengths = lengths.data();
+  m.valid_lengths = lengths;
   expect_error([&] { scaled_dot_product_attention(q, q, q, out, m); }, "valid_lengths[1]");
   std::vector<float> bias(16, 0.0f);
   std::unique_ptr<bool[]> bools(new bool[16]());
   AttentionMask both;
-  both.attn_bias = bias.data();
-  both.attn_mask = bools.get();
-  expect_error([&] { scaled_dot_product_attention(q, q, q, out, both); }, "not both");
+  both.attn_bias = bias;
+  both.attn_mask = {bools.get(), 16};
+  expect_error([&] { scaled_dot_product_attention(q, q, q, out, both); }, "both as bools");
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ TEST_P(MultiheadAttentionVsTorch, MatchesFixture) {
   ASSERT_EQ(expected.size(), static_cast<std::size_t>(B * Sq * d));
   AttentionMask mask;
   if (f.flag("key_padding_mask")) mask.key_padding = f.bools("key_padding_mask");
-  if (f.text("attn_mask") == "float") mask.attn_bias = f.ptr("attn_mask");
+  if (f.text("attn_mask") == "float") mask.attn_bias = f.floats("attn_mask");
   if (f.text("attn_mask") == "bool") mask.attn_mask = f.bools("attn_mask");
   const float* query = f.ptr("query");
   const float* memory = self ? nullptr : f.ptr("memory");
