@@ -3,9 +3,12 @@
 // errors that name the field or tensor.
 //
 // Tolerance: |got - torch| <= 1e-5 absolute (LayerNorm-scaled outputs after up to 4 layers).
+#include "model_loader.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -15,7 +18,6 @@
 
 #include "engine/model.hpp"
 #include "fixture_reader.hpp"
-#include "model_loader.hpp"
 #include "test_util.hpp"
 
 namespace engine::test {
@@ -36,28 +38,39 @@ TEST_P(LoadedModelVsTorch, ReproducesPyTorch) {
   if (f.flag("src_key_padding_mask")) src_mask.key_padding = f.bools("src_key_padding_mask");
   if (f.flag("tgt_key_padding_mask")) tgt_mask.key_padding = f.bools("tgt_key_padding_mask");
   if (f.flag("memory_key_padding_mask")) memory_mask.key_padding = f.bools("memory_key_padding_mask");
+  ThreadGuard threads;
   for (Isa isa : test_isas()) {
     IsaScope scope(isa);  // weights are packed for the active ISA, so load under it
     const Model model = loader::load_model(dir);
     const ModelConfig& c = model.config();
-    std::vector<float> ws(model.workspace_floats(B, Ss, St));
-    std::vector<float> out;
-    if (c.has_encoder() && !c.has_decoder()) {
-      out = f.floats("src");
-      model.encode(out.data(), B, Ss, src_mask, ws.data());
-    } else if (c.has_decoder() && !c.has_encoder()) {
-      out = f.floats("tgt");
-      model.decode(out.data(), f.ptr("src"), B, St, Ss, tgt_mask, memory_mask, ws.data());
-    } else {
-      std::vector<float> memory = f.floats("src");
-      model.encode(memory.data(), B, Ss, src_mask, ws.data());
-      out = f.floats("tgt");
-      model.decode(out.data(), memory.data(), B, St, Ss, tgt_mask, memory_mask, ws.data());
+    std::vector<float> first_out;  // at 1 thread; 2 and 3 threads must give the same bits
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      std::vector<float> ws(model.workspace_floats(B, Ss, St));
+      std::vector<float> out;
+      if (c.has_encoder() && !c.has_decoder()) {
+        out = f.floats("src");
+        model.encode(out.data(), B, Ss, src_mask, ws.data());
+      } else if (c.has_decoder() && !c.has_encoder()) {
+        out = f.floats("tgt");
+        model.decode(out.data(), f.ptr("src"), B, St, Ss, tgt_mask, memory_mask, ws.data());
+      } else {
+        std::vector<float> memory = f.floats("src");
+        model.encode(memory.data(), B, Ss, src_mask, ws.data());
+        out = f.floats("tgt");
+        model.decode(out.data(), memory.data(), B, St, Ss, tgt_mask, memory_mask, ws.data());
+      }
+      if (t > 1) {
+        ASSERT_EQ(0, std::memcmp(out.data(), first_out.data(), out.size() * sizeof(float)))
+            << GetParam() << " on " << isa_name(isa) << ": " << t << " threads differ from 1";
+        continue;
+      }
+      first_out = out;
+      const auto& want = f.floats("expected");
+      ASSERT_EQ(out.size(), want.size());
+      for (std::size_t i = 0; i < out.size(); ++i)
+        ASSERT_NEAR(out[i], want[i], 1e-5) << GetParam() << " on " << isa_name(isa) << ", element " << i;
     }
-    const auto& want = f.floats("expected");
-    ASSERT_EQ(out.size(), want.size());
-    for (std::size_t i = 0; i < out.size(); ++i)
-      ASSERT_NEAR(out[i], want[i], 1e-5) << GetParam() << " on " << isa_name(isa) << ", element " << i;
   }
 }
 
@@ -115,8 +128,8 @@ class BrokenModelDir : public ::testing::Test {
 
   // Replaces the first match of `pattern` in the good config.json, writes it, expects the error.
   void expect_config_error(const std::string& pattern, const std::string& replacement, const std::string& needle) {
-    const std::string changed = std::regex_replace(config_, std::regex(pattern), replacement,
-                                                   std::regex_constants::format_first_only);
+    const std::string changed =
+        std::regex_replace(config_, std::regex(pattern), replacement, std::regex_constants::format_first_only);
     ASSERT_NE(changed, config_) << "pattern " << pattern << " did not match";
     std::ofstream(dir_ / "config.json") << changed;
     SCOPED_TRACE(pattern + " -> " + replacement);
@@ -147,7 +160,8 @@ TEST_F(BrokenModelDir, ConfigThatDisagreesWithTheWeights) {
   expect_config_error("\"num_encoder_layers\": 3", "\"num_encoder_layers\": 4", "missing tensor 'layers.3.");
   expect_config_error("\"num_encoder_layers\": 3", "\"num_encoder_layers\": 2", "unexpected tensor 'layers.2.");
   expect_config_error("\"encoder_norm\": true", "\"encoder_norm\": false", "unexpected tensor 'norm.");
-  expect_config_error("\"d_ff\": 80", "\"d_ff\": 96", "'layers.0.linear1.weight' has shape [80, 48], expected [96, 48]");
+  expect_config_error("\"d_ff\": 80", "\"d_ff\": 96",
+                      "'layers.0.linear1.weight' has shape [80, 48], expected [96, 48]");
   expect_config_error("\"d_model\": 48", "\"d_model\": 96", "has shape");
 }
 
