@@ -6,7 +6,8 @@
 
 MODULE.pt is a torch.save()d nn.TransformerEncoderLayer, nn.TransformerEncoder,
 nn.TransformerDecoderLayer, nn.TransformerDecoder or nn.Transformer (batch_first either way: the
-engine's inputs are batch-first). Needs only Debian's python3-torch. Also importable:
+engine's inputs are batch-first), or tools/lm_reference.py's TransformerModel (a language model:
+run it with engine-generate). Needs only Debian's python3-torch. Also importable:
 
     from export_torch import export
     export(module, "out_dir", positional="sinusoidal", pe_layout="interleaved", max_len=512)
@@ -41,9 +42,25 @@ def _layer_config(layer):
     }
 
 
+def _language_model_config(model):
+    """config.json for tools/lm_reference.py's TransformerModel: its stack plus the lm section."""
+    cfg = config_of(model.transformer)
+    cfg["lm"] = {"vocab": model.vocab, "scale_embedding": bool(model.scale_embedding),
+                 "tie_weights": bool(model.tie_weights)}
+    cfg["positional_encoding"] = {"type": "sinusoidal", "layout": "interleaved", "max_len": int(model.max_len)}
+    cfg["source"] = type(model).__name__
+    return cfg
+
+
+def _is_language_model(module):
+    return all(hasattr(module, a) for a in ("embedding", "pos_encoder", "transformer", "linear"))
+
+
 def config_of(module):
     """The engine config.json dictionary for a PyTorch module."""
     nn = torch.nn
+    if _is_language_model(module):
+        return _language_model_config(module)
     if isinstance(module, nn.TransformerEncoderLayer):
         cfg = {"architecture": "encoder_layer", **_layer_config(module), "num_encoder_layers": 1}
     elif isinstance(module, nn.TransformerDecoderLayer):
@@ -82,6 +99,11 @@ def write_safetensors(path, tensors):
 
 def export(module, out_dir, positional=None, pe_layout="interleaved", max_len=512):
     cfg = config_of(module)
+    tensors = module.state_dict()
+    if _is_language_model(module):
+        positional = None  # the model's own positions, already in cfg
+        if cfg["lm"]["tie_weights"]:
+            tensors = {k: v for k, v in tensors.items() if k != "linear.weight"}
     if positional is not None:
         if positional != "sinusoidal":
             raise ValueError("positional must be 'sinusoidal' or None")
@@ -90,7 +112,7 @@ def export(module, out_dir, positional=None, pe_layout="interleaved", max_len=51
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), module.state_dict())
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), tensors)
     return cfg
 
 
@@ -102,6 +124,7 @@ def main(argv=None):
     parser.add_argument("--pe-layout", choices=["interleaved", "concat"], default="interleaved")
     parser.add_argument("--max-len", type=int, default=512)
     args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # so a pickled TransformerModel finds lm_reference
     module = torch.load(args.module, map_location="cpu")
     cfg = export(module.eval(), args.out_dir, args.positional, args.pe_layout, args.max_len)
     print(f"exported {cfg['source']} ({cfg['architecture']}, d_model {cfg['d_model']}) to {args.out_dir}")

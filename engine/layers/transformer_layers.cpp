@@ -47,20 +47,36 @@ std::size_t EncoderLayer::workspace_floats(i64 batch, i64 seq_len) const {
 void EncoderLayer::forward(float* x, i64 batch, i64 seq_len, const AttentionMask& mask, float* workspace,
                            AttentionPath path) const {
   if (x == nullptr || workspace == nullptr) fail("EncoderLayer::forward: ", x == nullptr ? "x" : "workspace", " is null");
-  const i64 d = config_.d_model, rows = batch * seq_len;
+  run(x, batch * seq_len, workspace, [&](const float* in, float* out, float* scratch) {
+    self_attn_.forward(in, nullptr, batch, seq_len, seq_len, mask, out, scratch, path);
+  });
+}
+
+void EncoderLayer::forward_cached(float* x, i64 batch, i64 new_len, const std::int32_t* start, const KvCache& cache,
+                                  i64 kv_len, const AttentionMask& mask, float* workspace) const {
+  if (x == nullptr || workspace == nullptr)
+    fail("EncoderLayer::forward_cached: ", x == nullptr ? "x" : "workspace", " is null");
+  run(x, batch * new_len, workspace, [&](const float* in, float* out, float* scratch) {
+    self_attn_.forward_cached(in, batch, new_len, start, cache, kv_len, mask, out, scratch);
+  });
+}
+
+template <class Attend>
+void EncoderLayer::run(float* x, i64 rows, float* workspace, const Attend& attend) const {
+  const i64 d = config_.d_model;
   const float eps = config_.layer_norm_eps;
-  float* sub = workspace;             // (B·S, d): the sublayer's output
-  float* normed = sub + rows * d;     // (B·S, d): LayerNorm(x) for pre-LN
+  float* sub = workspace;             // (rows, d): the sublayer's output
+  float* normed = sub + rows * d;     // (rows, d): LayerNorm(x) for pre-LN
   float* inner = normed + rows * d;   // attention's or the FFN's scratch
   if (!config_.norm_first) {
-    self_attn_.forward(x, nullptr, batch, seq_len, seq_len, mask, sub, inner, path);
+    attend(x, sub, inner);
     layer_norm(rows, d, x, sub, norm1_w_.data(), norm1_b_.data(), eps, x);  // x = norm1(x + attn)
     ff_.forward(x, rows, sub, inner);
     layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, x);  // x = norm2(x + ff)
     return;
   }
   layer_norm(rows, d, x, nullptr, norm1_w_.data(), norm1_b_.data(), eps, normed);
-  self_attn_.forward(normed, nullptr, batch, seq_len, seq_len, mask, sub, inner, path);
+  attend(normed, sub, inner);
   // x = x + attn, and normed = norm2(x) in the same pass
   layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, normed, /*sum_out=*/x);
   ff_.forward(normed, rows, sub, inner);
@@ -89,27 +105,61 @@ void DecoderLayer::forward(float* x, const float* memory, i64 batch, i64 tgt_len
                            AttentionPath path) const {
   if (x == nullptr || memory == nullptr || workspace == nullptr)
     fail("DecoderLayer::forward: ", x == nullptr ? "x" : memory == nullptr ? "memory" : "workspace", " is null");
-  const i64 d = config_.d_model, rows = batch * tgt_len;
+  run(
+      x, batch * tgt_len, workspace,
+      [&](const float* in, float* out, float* scratch) {
+        self_attn_.forward(in, nullptr, batch, tgt_len, tgt_len, self_mask, out, scratch, path);
+      },
+      [&](const float* in, float* out, float* scratch) {
+        cross_attn_.forward(in, memory, batch, tgt_len, memory_len, memory_mask, out, scratch, path);
+      });
+}
+
+void DecoderLayer::project_memory(const float* memory, i64 batch, i64 memory_len, const KvCache& memory_cache,
+                                  float* workspace) const {
+  cross_attn_.project_memory(memory, batch, memory_len, memory_cache, workspace);
+}
+
+void DecoderLayer::forward_cached(float* x, i64 batch, i64 new_len, const std::int32_t* start,
+                                  const KvCache& self_cache, i64 kv_len, const AttentionMask& self_mask,
+                                  const KvCache& memory_cache, i64 memory_len, const AttentionMask& memory_mask,
+                                  float* workspace) const {
+  if (x == nullptr || workspace == nullptr)
+    fail("DecoderLayer::forward_cached: ", x == nullptr ? "x" : "workspace", " is null");
+  run(
+      x, batch * new_len, workspace,
+      [&](const float* in, float* out, float* scratch) {
+        self_attn_.forward_cached(in, batch, new_len, start, self_cache, kv_len, self_mask, out, scratch);
+      },
+      [&](const float* in, float* out, float* scratch) {
+        cross_attn_.forward_from_cache(in, batch, new_len, memory_cache, memory_len, memory_mask, out, scratch);
+      });
+}
+
+template <class SelfAttend, class CrossAttend>
+void DecoderLayer::run(float* x, i64 rows, float* workspace, const SelfAttend& self_attend,
+                       const CrossAttend& cross_attend) const {
+  const i64 d = config_.d_model;
   const float eps = config_.layer_norm_eps;
-  float* sub = workspace;            // (B·St, d): the sublayer's output
-  float* normed = sub + rows * d;    // (B·St, d): LayerNorm(x) for pre-LN
+  float* sub = workspace;            // (rows, d): the sublayer's output
+  float* normed = sub + rows * d;    // (rows, d): LayerNorm(x) for pre-LN
   float* inner = normed + rows * d;  // attention's or the FFN's scratch
   const auto norm = [&](int i, const float* residual, float* out, float* sum_out) {
     layer_norm(rows, d, x, residual, norm_w_[i].data(), norm_b_[i].data(), eps, out, sum_out);
   };
   if (!config_.norm_first) {
-    self_attn_.forward(x, nullptr, batch, tgt_len, tgt_len, self_mask, sub, inner, path);
+    self_attend(x, sub, inner);
     norm(0, sub, x, nullptr);  // x = norm1(x + self_attn(x))
-    cross_attn_.forward(x, memory, batch, tgt_len, memory_len, memory_mask, sub, inner, path);
+    cross_attend(x, sub, inner);
     norm(1, sub, x, nullptr);  // x = norm2(x + cross_attn(x, memory))
     ff_.forward(x, rows, sub, inner);
     norm(2, sub, x, nullptr);  // x = norm3(x + ff(x))
     return;
   }
   norm(0, nullptr, normed, nullptr);
-  self_attn_.forward(normed, nullptr, batch, tgt_len, tgt_len, self_mask, sub, inner, path);
+  self_attend(normed, sub, inner);
   norm(1, sub, normed, x);  // x += self_attn; normed = norm2(x)
-  cross_attn_.forward(normed, memory, batch, tgt_len, memory_len, memory_mask, sub, inner, path);
+  cross_attend(normed, sub, inner);
   norm(2, sub, normed, x);  // x += cross_attn; normed = norm3(x)
   ff_.forward(normed, rows, sub, inner);
   add(rows * d, sub, x);    // x += ff

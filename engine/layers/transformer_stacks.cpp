@@ -69,4 +69,41 @@ void TransformerDecoder::forward(float* x, const float* memory, std::int64_t bat
     layer_norm(batch * tgt_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
 }
 
+namespace {
+void check_caches(std::size_t caches, std::size_t layers, const char* who) {
+  if (caches != layers) fail(who, ": got ", caches, " caches for ", layers, " layers");
+}
+}  // namespace
+
+void TransformerEncoder::forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                                        std::span<const KvCache> caches, std::int64_t kv_len,
+                                        const AttentionMask& mask, float* workspace) const {
+  check_caches(caches.size(), layers_.size(), "TransformerEncoder::forward_cached");
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].forward_cached(x, batch, new_len, start, caches[i], kv_len, mask, workspace);
+  if (!norm_w_.empty())
+    layer_norm(batch * new_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+}
+
+void TransformerDecoder::project_memory(const float* memory, std::int64_t batch, std::int64_t memory_len,
+                                        std::span<const KvCache> memory_caches, float* workspace) const {
+  check_caches(memory_caches.size(), layers_.size(), "TransformerDecoder::project_memory");
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].project_memory(memory, batch, memory_len, memory_caches[i], workspace);
+}
+
+void TransformerDecoder::forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                                        std::span<const KvCache> self_caches, std::int64_t kv_len,
+                                        const AttentionMask& self_mask, std::span<const KvCache> memory_caches,
+                                        std::int64_t memory_len, const AttentionMask& memory_mask,
+                                        float* workspace) const {
+  check_caches(self_caches.size(), layers_.size(), "TransformerDecoder::forward_cached");
+  check_caches(memory_caches.size(), layers_.size(), "TransformerDecoder::forward_cached");
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].forward_cached(x, batch, new_len, start, self_caches[i], kv_len, self_mask, memory_caches[i],
+                              memory_len, memory_mask, workspace);
+  if (!norm_w_.empty())
+    layer_norm(batch * new_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+}
+
 }  // namespace engine

@@ -109,6 +109,15 @@ void ModelConfig::validate() const {
     fail("config: encoder_norm needs an encoder stack (architecture encoder or transformer)");
   if ((architecture == Architecture::decoder_layer || !dec) && decoder_norm)
     fail("config: decoder_norm needs a decoder stack (architecture decoder or transformer)");
+  if (lm) {
+    if (lm->vocab < 1 || lm->vocab > (i64{1} << 24))
+      fail("config: lm.vocab must be in [1, 16777216], got ", lm->vocab);
+    if (architecture != Architecture::encoder && architecture != Architecture::transformer)
+      fail("config: a language model is decoder-only (architecture encoder, run causally) or encoder-decoder "
+           "(architecture transformer), got ", architecture_name(architecture));
+    if (!positional) fail("config: a language model needs positional_encoding (its max_len bounds the sequence)");
+    if (positional->first_position != 0) fail("config: a language model's positions start at 0");
+  }
   if (positional) {
     if (positional->max_len < 1 || positional->max_len > (i64{1} << 24))
       fail("config: positional_encoding.max_len must be in [1, 16777216], got ", positional->max_len);
@@ -124,15 +133,21 @@ void ModelConfig::validate() const {
 
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> ModelConfig::expected_tensors() const {
   TensorList out;
+  const std::string root = lm ? "transformer." : "";
+  if (lm) out.push_back({"embedding.weight", {lm->vocab, layer.d_model}});
   switch (architecture) {
-    case Architecture::encoder_layer: add_layer(out, "", layer, false); break;
-    case Architecture::decoder_layer: add_layer(out, "", layer, true); break;
-    case Architecture::encoder: add_stack(out, "", layer, num_encoder_layers, encoder_norm, false); break;
-    case Architecture::decoder: add_stack(out, "", layer, num_decoder_layers, decoder_norm, true); break;
+    case Architecture::encoder_layer: add_layer(out, root, layer, false); break;
+    case Architecture::decoder_layer: add_layer(out, root, layer, true); break;
+    case Architecture::encoder: add_stack(out, root, layer, num_encoder_layers, encoder_norm, false); break;
+    case Architecture::decoder: add_stack(out, root, layer, num_decoder_layers, decoder_norm, true); break;
     case Architecture::transformer:
-      add_stack(out, "encoder.", layer, num_encoder_layers, encoder_norm, false);
-      add_stack(out, "decoder.", layer, num_decoder_layers, decoder_norm, true);
+      add_stack(out, root + "encoder.", layer, num_encoder_layers, encoder_norm, false);
+      add_stack(out, root + "decoder.", layer, num_decoder_layers, decoder_norm, true);
       break;
+  }
+  if (lm) {
+    if (!lm->tie_weights) out.push_back({"linear.weight", {lm->vocab, layer.d_model}});
+    out.push_back({"linear.bias", {lm->vocab}});
   }
   return out;
 }
@@ -141,8 +156,9 @@ Model::Model(const ModelConfig& config, const TensorSource& t) : config_(config)
   config_.validate();
   const LayerConfig& c = config_.layer;
   const i64 d = c.d_model;
-  const std::string enc_prefix = config_.architecture == Architecture::transformer ? "encoder." : "";
-  const std::string dec_prefix = config_.architecture == Architecture::transformer ? "decoder." : "";
+  const std::string root = config_.lm ? "transformer." : "";
+  const std::string enc_prefix = root + (config_.architecture == Architecture::transformer ? "encoder." : "");
+  const std::string dec_prefix = root + (config_.architecture == Architecture::transformer ? "decoder." : "");
   if (config_.architecture == Architecture::encoder_layer) {
     std::vector<EncoderLayer> layers;
     layers.push_back(make_encoder_layer(t, "", c));
@@ -169,6 +185,42 @@ Model::Model(const ModelConfig& config, const TensorSource& t) : config_(config)
   }
   if (config_.positional)
     positional_.emplace(d, config_.positional->max_len, config_.positional->layout, config_.positional->first_position);
+  if (config_.lm) {
+    const i64 V = config_.lm->vocab;
+    const float* table = t("embedding.weight", {V, d});
+    embedding_.assign(table, table + V * d);
+    embedding_scale_ = config_.lm->scale_embedding ? std::sqrt(static_cast<float>(d)) : 1.0f;
+    const float* w = config_.lm->tie_weights ? table : t("linear.weight", {V, d});
+    head_ = pack_matrix(d, V, w, d, Transpose::yes);
+    const float* bias = t("linear.bias", {V});
+    head_bias_.assign(bias, bias + V);
+  }
+}
+
+void Model::embed(const std::int32_t* ids, i64 batch, i64 seq_len, const std::int32_t* start, float* out) const {
+  if (!config_.lm) fail("Model::embed: not a language model");
+  if (ids == nullptr || out == nullptr) fail("Model::embed: ", ids == nullptr ? "ids" : "out", " is null");
+  const i64 d = d_model(), V = config_.lm->vocab;
+  for (i64 b = 0; b < batch; ++b) {
+    const i64 first = start != nullptr ? start[b] : 0;
+    if (first < 0 || first + seq_len > positional_->max_len())
+      fail("Model::embed: sequence ", b, " would use positions ", first, "..", first + seq_len - 1,
+           " past the positional encoding's max_len ", positional_->max_len());
+    for (i64 s = 0; s < seq_len; ++s) {
+      const std::int32_t id = ids[b * seq_len + s];
+      if (id < 0 || id >= V) fail("Model::embed: token id ", id, " (sequence ", b, ", position ", s, ") is outside the vocabulary [0, ", V, ")");
+      const float* e = embedding_.data() + id * d;
+      const float* pe = positional_->table() + (first + s) * d;
+      float* o = out + (b * seq_len + s) * d;
+      // (e * scale) + pe, rounded as torch rounds embedding(x) * math.sqrt(d) + pe
+      for (i64 i = 0; i < d; ++i) o[i] = e[i] * embedding_scale_ + pe[i];
+    }
+  }
+}
+
+void Model::project_logits(const float* hidden, i64 rows, float* logits) const {
+  if (!config_.lm) fail("Model::project_logits: not a language model");
+  gemm_packed(rows, hidden, d_model(), head_, logits, config_.lm->vocab, 0.0f, {head_bias_.data(), Activation::none});
 }
 
 std::size_t Model::workspace_floats(i64 batch, i64 src_len, i64 tgt_len) const {
@@ -180,14 +232,14 @@ std::size_t Model::workspace_floats(i64 batch, i64 src_len, i64 tgt_len) const {
 
 void Model::encode(float* src, i64 batch, i64 src_len, const AttentionMask& src_mask, float* workspace) const {
   if (!encoder_) fail("Model::encode: a ", architecture_name(config_.architecture), " model has no encoder");
-  if (positional_) positional_->add(src, batch, src_len);
+  if (positional_ && !config_.lm) positional_->add(src, batch, src_len);
   encoder_->forward(src, batch, src_len, src_mask, workspace);
 }
 
 void Model::decode(float* tgt, const float* memory, i64 batch, i64 tgt_len, i64 memory_len,
                    const AttentionMask& tgt_mask, const AttentionMask& memory_mask, float* workspace) const {
   if (!decoder_) fail("Model::decode: a ", architecture_name(config_.architecture), " model has no decoder");
-  if (positional_) positional_->add(tgt, batch, tgt_len);
+  if (positional_ && !config_.lm) positional_->add(tgt, batch, tgt_len);
   decoder_->forward(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace);
 }
 

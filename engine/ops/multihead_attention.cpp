@@ -18,6 +18,22 @@ TensorView heads_view(const float* base, i64 B, i64 S, i64 H, i64 dk, i64 row_st
       .split(2, H, dk)
       .transposed(1, 2);
 }
+// A cache's first kv_len positions as [B, H, kv_len, dk].
+TensorView cache_view(float* base, i64 B, i64 H, i64 kv_len, i64 dk, i64 capacity) {
+  return TensorView(base, {B, H, kv_len, dk}, {H * capacity * dk, capacity * dk, dk, 1});
+}
+
+// rows [B, T, H·dk] at row stride `row_stride` -> cache positions start[b] + t (start null: 0).
+void scatter_to_cache(const float* rows, i64 row_stride, i64 B, i64 T, i64 H, i64 dk, const std::int32_t* start,
+                      float* cache, i64 capacity) {
+  for (i64 b = 0; b < B; ++b)
+    for (i64 t = 0; t < T; ++t) {
+      const float* src = rows + (b * T + t) * row_stride;
+      const i64 p = (start != nullptr ? start[b] : 0) + t;
+      for (i64 h = 0; h < H; ++h) std::copy_n(src + h * dk, dk, cache + ((b * H + h) * capacity + p) * dk);
+    }
+}
+
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(Kind kind, i64 d_model, i64 heads, const MultiheadAttentionWeights& w)
@@ -78,6 +94,67 @@ void MultiheadAttention::forward(const float* query, const float* memory, i64 ba
   scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d), heads_view(kv, batch, kv_len, H, dk, 2 * d),
                                heads_view(kv + d, batch, kv_len, H, dk, 2 * d), heads_view(ctx, batch, q_len, H, dk, d),
                                mask, 0.0f, path);
+  gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+}
+
+void MultiheadAttention::forward_cached(const float* x, i64 batch, i64 new_len, const std::int32_t* start,
+                                        const KvCache& cache, i64 kv_len, const AttentionMask& mask, float* out,
+                                        float* workspace) const {
+  if (kind_ != Kind::self_attention) fail("MultiheadAttention::forward_cached: needs a self-attention layer");
+  if (x == nullptr || start == nullptr || cache.k == nullptr || cache.v == nullptr || out == nullptr ||
+      workspace == nullptr)
+    fail("MultiheadAttention::forward_cached: null argument");
+  if (batch < 1 || new_len < 1 || kv_len < 1 || kv_len > cache.capacity)
+    fail("MultiheadAttention::forward_cached: need batch, new_len >= 1 and 1 <= kv_len <= capacity ", cache.capacity,
+         ", got ", batch, ", ", new_len, ", ", kv_len);
+  for (i64 b = 0; b < batch; ++b)
+    if (start[b] < 0 || start[b] + new_len > cache.capacity)
+      fail("MultiheadAttention::forward_cached: sequence ", b, " would hold positions ", start[b], "..",
+           start[b] + new_len - 1, " of a cache of ", cache.capacity);
+  const i64 d = d_, H = heads_, dk = d_ / heads_;
+  float* qkv = workspace;                      // (B·T, 3·d)
+  float* ctx = qkv + batch * new_len * 3 * d;  // (B·T, d)
+  gemm_packed(batch * new_len, x, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
+  scatter_to_cache(qkv + d, 3 * d, batch, new_len, H, dk, start, cache.k, cache.capacity);
+  scatter_to_cache(qkv + 2 * d, 3 * d, batch, new_len, H, dk, start, cache.v, cache.capacity);
+  scaled_dot_product_attention(heads_view(qkv, batch, new_len, H, dk, 3 * d),
+                               cache_view(cache.k, batch, H, kv_len, dk, cache.capacity),
+                               cache_view(cache.v, batch, H, kv_len, dk, cache.capacity),
+                               heads_view(ctx, batch, new_len, H, dk, d), mask);
+  gemm_packed(batch * new_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+}
+
+void MultiheadAttention::project_memory(const float* memory, i64 batch, i64 memory_len, const KvCache& cache,
+                                        float* workspace) const {
+  if (kind_ != Kind::cross_attention) fail("MultiheadAttention::project_memory: needs a cross-attention layer");
+  if (memory == nullptr || cache.k == nullptr || cache.v == nullptr || workspace == nullptr)
+    fail("MultiheadAttention::project_memory: null argument");
+  if (batch < 1 || memory_len < 1 || memory_len > cache.capacity)
+    fail("MultiheadAttention::project_memory: memory_len ", memory_len, " must be in [1, capacity ", cache.capacity, "]");
+  const i64 d = d_, H = heads_, dk = d_ / heads_;
+  float* kv = workspace;  // (B·Sm, 2·d): K | V
+  gemm_packed(batch * memory_len, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
+  scatter_to_cache(kv, 2 * d, batch, memory_len, H, dk, nullptr, cache.k, cache.capacity);
+  scatter_to_cache(kv + d, 2 * d, batch, memory_len, H, dk, nullptr, cache.v, cache.capacity);
+}
+
+void MultiheadAttention::forward_from_cache(const float* query, i64 batch, i64 q_len, const KvCache& cache,
+                                            i64 memory_len, const AttentionMask& mask, float* out,
+                                            float* workspace) const {
+  if (kind_ != Kind::cross_attention) fail("MultiheadAttention::forward_from_cache: needs a cross-attention layer");
+  if (query == nullptr || cache.k == nullptr || cache.v == nullptr || out == nullptr || workspace == nullptr)
+    fail("MultiheadAttention::forward_from_cache: null argument");
+  if (batch < 1 || q_len < 1 || memory_len < 1 || memory_len > cache.capacity)
+    fail("MultiheadAttention::forward_from_cache: need batch, q_len >= 1 and memory_len in [1, ", cache.capacity,
+         "], got ", batch, ", ", q_len, ", ", memory_len);
+  const i64 d = d_, H = heads_, dk = d_ / heads_;
+  float* q = workspace;                  // (B·T, d)
+  float* ctx = q + batch * q_len * d;    // (B·T, d)
+  gemm_packed(batch * q_len, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
+  scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d),
+                               cache_view(cache.k, batch, H, memory_len, dk, cache.capacity),
+                               cache_view(cache.v, batch, H, memory_len, dk, cache.capacity),
+                               heads_view(ctx, batch, q_len, H, dk, d), mask);
   gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
 }
 

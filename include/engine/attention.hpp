@@ -80,6 +80,15 @@ struct MultiheadAttentionWeights {
   const float* out_proj_bias = nullptr;    // out_proj.bias   [d], or null
 };
 
+// Keys and values kept across calls for incremental decoding, one pair per attention layer:
+// k and v are each [batch, heads, capacity, d_k], contiguous. Position p of sequence b, head h is
+// row (b·heads + h)·capacity + p.
+struct KvCache {
+  float* k = nullptr;
+  float* v = nullptr;
+  std::int64_t capacity = 0;
+};
+
 // Multi-head attention: project Q, K, V, split d_model into heads x d_k, attend per head, merge,
 // project out. Inputs and outputs are batch-first [B, S, d_model] rows, contiguous.
 class MultiheadAttention {
@@ -103,6 +112,22 @@ class MultiheadAttention {
   void forward(const float* query, const float* memory, std::int64_t batch, std::int64_t q_len, std::int64_t kv_len,
                const AttentionMask& mask, float* out, float* workspace,
                AttentionPath path = AttentionPath::automatic) const;
+
+  // Self-attention of new tokens against a cache. x [B, T, d]: sequence b's tokens take positions
+  // start[b] .. start[b] + T - 1, where their keys and values are written; then each query
+  // attends to cache positions [0, kv_len) under `mask` (the caller's causal / valid_lengths say
+  // which of them each sequence has). Workspace: workspace_floats(B, T, T).
+  void forward_cached(const float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                      const KvCache& cache, std::int64_t kv_len, const AttentionMask& mask, float* out,
+                      float* workspace) const;
+  // Cross-attention: memory [B, Sm, d]'s keys and values into cache positions [0, Sm), once per
+  // source. Workspace: workspace_floats(B, 1, Sm).
+  void project_memory(const float* memory, std::int64_t batch, std::int64_t memory_len, const KvCache& cache,
+                      float* workspace) const;
+  // Cross-attention of query [B, T, d] against keys and values project_memory() left in the cache.
+  // Workspace: workspace_floats(B, T, 1).
+  void forward_from_cache(const float* query, std::int64_t batch, std::int64_t q_len, const KvCache& cache,
+                          std::int64_t memory_len, const AttentionMask& mask, float* out, float* workspace) const;
 
  private:
   Kind kind_;

@@ -7,6 +7,7 @@
 #include "engine/isa.hpp"
 #include "engine/layers.hpp"
 #include "engine/model.hpp"
+#include "engine/generation.hpp"
 #include "engine/ops.hpp"
 #include "engine/tensor.hpp"
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "engine/attention.hpp"
@@ -100,8 +101,16 @@ class EncoderLayer {
   // x [B, S, d] is updated in place; mask applies to the self-attention.
   void forward(float* x, std::int64_t batch, std::int64_t seq_len, const AttentionMask& mask, float* workspace,
                AttentionPath path = AttentionPath::automatic) const;
+  // The same for new tokens x [B, T, d] whose self-attention goes through a cache (see
+  // MultiheadAttention::forward_cached). Workspace: workspace_floats(B, T).
+  void forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                      const KvCache& cache, std::int64_t kv_len, const AttentionMask& mask, float* workspace) const;
 
  private:
+  // The layer around a self-attention `attend(input, output, scratch)`.
+  template <class Attend>
+  void run(float* x, std::int64_t rows, float* workspace, const Attend& attend) const;
+
   LayerConfig config_;
   MultiheadAttention self_attn_;
   FeedForward ff_;
@@ -127,8 +136,24 @@ class DecoderLayer {
   void forward(float* x, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
                const AttentionMask& self_mask, const AttentionMask& memory_mask, float* workspace,
                AttentionPath path = AttentionPath::automatic) const;
+  // Incremental decoding: cross-attention keys and values of memory [B, Sm, d] into memory_cache,
+  // once per source. Workspace: workspace_floats(B, 1, Sm).
+  void project_memory(const float* memory, std::int64_t batch, std::int64_t memory_len, const KvCache& memory_cache,
+                      float* workspace) const;
+  // New tokens x [B, T, d]: self-attention through self_cache (see
+  // MultiheadAttention::forward_cached), cross-attention over memory_cache. Workspace:
+  // workspace_floats(B, T, 1).
+  void forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                      const KvCache& self_cache, std::int64_t kv_len, const AttentionMask& self_mask,
+                      const KvCache& memory_cache, std::int64_t memory_len, const AttentionMask& memory_mask,
+                      float* workspace) const;
 
  private:
+  // The layer around `self_attend(input, output, scratch)` and `cross_attend(input, output, scratch)`.
+  template <class SelfAttend, class CrossAttend>
+  void run(float* x, std::int64_t rows, float* workspace, const SelfAttend& self_attend,
+           const CrossAttend& cross_attend) const;
+
   LayerConfig config_;
   MultiheadAttention self_attn_, cross_attn_;
   FeedForward ff_;
@@ -151,6 +176,10 @@ class TransformerEncoder {
   // x [B, S, d] updated in place.
   void forward(float* x, std::int64_t batch, std::int64_t seq_len, const AttentionMask& mask, float* workspace,
                AttentionPath path = AttentionPath::automatic) const;
+  // EncoderLayer::forward_cached through every layer, layer i with caches[i], then the final norm.
+  void forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                      std::span<const KvCache> caches, std::int64_t kv_len, const AttentionMask& mask,
+                      float* workspace) const;
 
  private:
   std::vector<EncoderLayer> layers_;
@@ -168,6 +197,13 @@ class TransformerDecoder {
   void forward(float* x, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
                const AttentionMask& self_mask, const AttentionMask& memory_mask, float* workspace,
                AttentionPath path = AttentionPath::automatic) const;
+  // DecoderLayer::project_memory / forward_cached through every layer, layer i with caches[i].
+  void project_memory(const float* memory, std::int64_t batch, std::int64_t memory_len,
+                      std::span<const KvCache> memory_caches, float* workspace) const;
+  void forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
+                      std::span<const KvCache> self_caches, std::int64_t kv_len, const AttentionMask& self_mask,
+                      std::span<const KvCache> memory_caches, std::int64_t memory_len,
+                      const AttentionMask& memory_mask, float* workspace) const;
 
  private:
   std::vector<DecoderLayer> layers_;

@@ -25,6 +25,18 @@ struct PositionalConfig {
   std::int64_t first_position = 0;
 };
 
+// A language model around the stacks (the seed's TransformerModel): token embedding
+// "embedding.weight" [vocab, d] (times sqrt(d_model) when scale_embedding), sinusoidal positions by
+// absolute position, the stack under "transformer." (decoder-only: an nn.TransformerEncoder run
+// causally, architecture encoder; encoder-decoder: an nn.Transformer sharing the embedding for
+// source and target, architecture transformer), and the output projection "linear.weight" [vocab,
+// d] (or the embedding itself when tie_weights) plus "linear.bias" [vocab].
+struct LanguageModelHead {
+  std::int64_t vocab = 0;
+  bool scale_embedding = true;
+  bool tie_weights = false;
+};
+
 struct ModelConfig {
   Architecture architecture = Architecture::encoder;
   LayerConfig layer;                     // d_model, heads, d_ff, activation, norm_first, layer_norm_eps
@@ -33,6 +45,7 @@ struct ModelConfig {
   bool encoder_norm = false;             // a final "norm" after the encoder stack
   bool decoder_norm = false;             // a final "norm" after the decoder stack
   std::optional<PositionalConfig> positional;  // added to src (and tgt) before the first layer
+  std::optional<LanguageModelHead> lm;         // set for a language model (needs positional)
 
   bool has_encoder() const { return architecture == Architecture::encoder_layer || architecture == Architecture::encoder ||
                                     architecture == Architecture::transformer; }
@@ -52,10 +65,22 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   std::int64_t d_model() const { return config_.layer.d_model; }
+  bool is_language_model() const { return config_.lm.has_value(); }
+  std::int64_t vocab() const { return config_.lm ? config_.lm->vocab : 0; }
+  const TransformerEncoder* encoder() const { return encoder_ ? &*encoder_ : nullptr; }
+  const TransformerDecoder* decoder() const { return decoder_ ? &*decoder_ : nullptr; }
+
+  // Language models: out [B, S, d] = embedding[ids[b, s]] (x sqrt(d)) + pe[start[b] + s], start
+  // null meaning 0. An id outside [0, vocab) or a position past max_len is an engine::Error.
+  void embed(const std::int32_t* ids, std::int64_t batch, std::int64_t seq_len, const std::int32_t* start,
+             float* out) const;
+  // Language models: logits [rows, vocab] = hidden [rows, d] · Wᵀ + bias.
+  void project_logits(const float* hidden, std::int64_t rows, float* logits) const;
 
   std::size_t workspace_floats(std::int64_t batch, std::int64_t src_len, std::int64_t tgt_len) const;
 
-  // Encoder side, in place: src [B, Ss, d] -> the encoder's output (positional encoding first).
+  // Encoder side, in place: src [B, Ss, d] -> the encoder's output (positional encoding first,
+  // except in a language model, whose embed() adds the positions).
   void encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask,
               float* workspace) const;
   // Decoder side, in place: tgt [B, St, d] -> the decoder's output, attending to memory [B, Sm, d].
@@ -67,6 +92,10 @@ class Model {
   std::optional<TransformerEncoder> encoder_;
   std::optional<TransformerDecoder> decoder_;
   std::optional<SinusoidalPositionalEncoding> positional_;
+  std::vector<float> embedding_;  // [vocab, d], scaled by sqrt(d) when the config says so
+  float embedding_scale_ = 1.0f;
+  PackedMatrix head_;             // the output projection, [d -> vocab]
+  std::vector<float> head_bias_;  // [vocab]
 };
 
 }  // namespace engine

@@ -54,7 +54,7 @@ ModelConfig parse_config(const std::string& json_text, const std::string& origin
   static const std::set<std::string> known = {
       "format", "version", "architecture", "d_model", "heads", "d_ff", "activation", "norm_first",
       "layer_norm_eps", "num_encoder_layers", "num_decoder_layers", "encoder_norm", "decoder_norm",
-      "positional_encoding", "batch_first", "source"};
+      "positional_encoding", "batch_first", "source", "lm"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key())) fail(origin, ": unknown field '", it.key(), "'");
 
@@ -95,6 +95,19 @@ ModelConfig parse_config(const std::string& json_text, const std::string& origin
     pc.max_len = integer(p, where, "max_len");
     pc.first_position = integer_or(p, where, "first_position", 0);
     c.positional = pc;
+  }
+  if (j.contains("lm") && !j.at("lm").is_null()) {
+    const json& l = j.at("lm");
+    const std::string where = origin + ": lm";
+    if (!l.is_object()) fail(where, " must be an object or null");
+    for (auto it = l.begin(); it != l.end(); ++it)
+      if (it.key() != "vocab" && it.key() != "scale_embedding" && it.key() != "tie_weights")
+        fail(where, ": unknown field '", it.key(), "'");
+    LanguageModelHead head;
+    head.vocab = integer(l, where, "vocab");
+    head.scale_embedding = boolean_or(l, where, "scale_embedding", true);
+    head.tie_weights = boolean_or(l, where, "tie_weights", false);
+    c.lm = head;
   }
   try {
     c.validate();
