@@ -2,7 +2,7 @@
 // same run. For now it measures the GEMM shapes of ../shared/workloads.json, attention (W4 and
 // longer sequences) and the masked softmax; the whole-model workloads (W1..W3) come with the layers.
 //
-//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only layers,gemm,attention,softmax]
+//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only layers,gemm,attention,softmax,decode]
 //                [--json FILE] [--quick]
 #include <omp.h>
 
@@ -19,6 +19,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/kernels/kernel_table.hpp"
+#include "decode_workload.hpp"
 #include "gemm_runners.hpp"
 #include "model_workloads.hpp"
 #include "timing.hpp"
@@ -31,7 +32,7 @@ using namespace engine::bench;
 struct Options {
   std::vector<int> threads;
   std::vector<std::string> shapes;  // empty: all
-  std::vector<std::string> sections{"layers", "gemm", "attention", "softmax"};
+  std::vector<std::string> sections{"layers", "gemm", "attention", "softmax", "decode"};
   TimingPlan plan;
   std::string json_path;
 };
@@ -39,7 +40,7 @@ struct Options {
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "engine-bench: " << message << "\n"
             << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
-               "gemm,attention,softmax] [--json FILE] [--quick]\n";
+               "layers,gemm,attention,softmax,decode] [--json FILE] [--quick]\n";
   std::exit(2);
 }
 
@@ -84,15 +85,15 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--only") {
       o.sections = split_commas(value());
       for (const auto& name : o.sections)
-        if (name != "layers" && name != "gemm" && name != "attention" && name != "softmax")
-          usage_error("unknown section '" + name + "' for --only (expected layers, gemm, attention, softmax)");
+        if (name != "layers" && name != "gemm" && name != "attention" && name != "softmax" && name != "decode")
+          usage_error("unknown section '" + name + "' for --only (expected layers, gemm, attention, softmax, decode)");
     } else if (arg == "--json") {
       o.json_path = value();
     } else if (arg == "--quick") {
       o.plan = TimingPlan{1, 3, 0.02, 0.05};
     } else if (arg == "--help" || arg == "-h") {
       std::cout << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
-                   "gemm,attention,softmax] [--json FILE] [--quick]\n";
+                   "layers,gemm,attention,softmax,decode] [--json FILE] [--quick]\n";
       std::exit(0);
     } else {
       usage_error("unknown argument '" + arg + "'");
@@ -277,6 +278,58 @@ int main(int argc, char** argv) {
                   .c_str());
           rows.push_back(std::move(row));
         }
+    }
+  }
+  // Decoding: the GPT-2-small-shaped language model of decode_workload.hpp. Prefill of one prompt
+  // of 128 and 512 tokens (tokens/s), then one step at contexts 128, 512 and 1024 for batches 1
+  // and 8 (the caches are declared filled to that length, so each timed call is one step at that
+  // context). Batch-1 decoding reads every weight once per token: its rate is set against the
+  // measured read bandwidth.
+  if (wants("decode")) {
+    const std::unique_ptr<engine::Model> model = make_gpt2_small(1025);
+    std::printf("\n%-22s %3s %22s %12s %10s %8s\n", "decode (ms)", "thr", "engine", "tokens/s", "GB/s", "%bw");
+    for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+      const int threads = opt.threads[ti];
+      engine::set_num_threads(threads);
+      const double bandwidth = engine::measure_read_bandwidth_gbs(threads);
+      std::printf("%-22s %3d %22s %12s %10.1f %8s\n", "read bandwidth probe", threads, "-", "-", bandwidth, "-");
+      auto report = [&](const std::string& what, const Stats& s, double tokens, double bytes) {
+        const double gbs = bytes > 0 ? bytes / s.median_s / 1e9 : 0.0;
+        std::printf("%-22s %3d %22s %12.1f %10s %8s\n", what.c_str(), threads,
+                    (fmt("%.2f", s.median_s * 1e3) + " [" + fmt("%.2f", s.min_s * 1e3) + "-" +
+                     fmt("%.2f", s.max_s * 1e3) + "]")
+                        .c_str(),
+                    tokens / s.median_s, bytes > 0 ? fmt("%.1f", gbs).c_str() : "-",
+                    bytes > 0 ? fmt("%.0f%%", 100.0 * gbs / bandwidth).c_str() : "-");
+        std::fflush(stdout);
+      };
+      for (std::int64_t len : {128, 512}) {
+        engine::Generator gen(*model, 1, len);
+        std::vector<std::vector<std::int32_t>> prompt(1);
+        for (std::int64_t i = 0; i < len; ++i) prompt[0].push_back(static_cast<std::int32_t>((i * 7919) % 50257));
+        Row row{"prefill_" + std::to_string(len), threads, {"engine"}, {}, 0, 0};
+        row.stats = time_interleaved({[&] { (void)gen.prefill(prompt); }}, opt.plan);
+        report(row.what, row.stats[0], static_cast<double>(len), 0);
+        rows.push_back(std::move(row));
+      }
+      for (std::int64_t batch : {1, 8}) {
+        engine::Generator gen(*model, batch, 1025);
+        const std::vector<std::int32_t> tokens(static_cast<std::size_t>(batch), 42);
+        for (std::int64_t context : {128, 512, 1024}) {
+          const std::vector<std::int32_t> lengths(static_cast<std::size_t>(batch), static_cast<std::int32_t>(context));
+          const double bytes = decode_step_bytes(model->config(), batch, context);
+          Row row{"step_b" + std::to_string(batch) + "_ctx" + std::to_string(context), threads, {"engine"}, {}, 0,
+                  bytes};
+          row.stats = time_interleaved(
+              {[&] {
+                gen.set_lengths(lengths);
+                (void)gen.step(tokens);
+              }},
+              opt.plan);
+          report(row.what, row.stats[0], static_cast<double>(batch), bytes);
+          rows.push_back(std::move(row));
+        }
+      }
     }
   }
   engine::set_num_threads(0);

@@ -161,6 +161,18 @@ std::span<const float> Generator::step(std::span<const std::int32_t> tokens) {
   return run_tokens(ids_, 1, mask, kv_len);
 }
 
+void Generator::set_lengths(std::span<const std::int32_t> lengths) {
+  const i64 B = static_cast<i64>(lengths.size());
+  if (B < 1 || B > max_batch_) fail("Generator::set_lengths: got ", B, " lengths, expected 1 to ", max_batch_);
+  if (encoder_decoder_ && B != batch_)
+    fail("Generator::set_lengths: an encoder-decoder model keeps the batch of ", batch_, " of its last prefill, got ", B);
+  for (i64 b = 0; b < B; ++b)
+    if (lengths[static_cast<std::size_t>(b)] < 1 || lengths[static_cast<std::size_t>(b)] > max_len_)
+      fail("Generator::set_lengths: length ", b, " is ", lengths[static_cast<std::size_t>(b)], ", outside [1, ", max_len_, "]");
+  std::copy(lengths.begin(), lengths.end(), lengths_);
+  batch_ = B;
+}
+
 std::span<const float> Generator::run_tokens(const std::int32_t* ids, i64 new_len, const AttentionMask& self_mask,
                                              i64 kv_len) {
   const i64 B = batch_, d = model_.d_model(), V = model_.vocab();

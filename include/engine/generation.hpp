@@ -34,6 +34,12 @@ class Generator {
   // A sequence that would outgrow max_len is an engine::Error naming it.
   std::span<const float> step(std::span<const std::int32_t> tokens);
 
+  // Declares the first lengths[b] cache positions of sequence b filled, without computing them:
+  // for benchmarks that time a step at a given context length, and for callers that fill or
+  // restore the caches themselves. A decoder-only batch of lengths.size() sequences; an
+  // encoder-decoder model must keep the batch (and source) of its last prefill.
+  void set_lengths(std::span<const std::int32_t> lengths);
+
   // Greedy generation: prefill, then the argmax token step by step, up to max_new tokens per
   // sequence or until it emits eos (kept in the output; eos < 0 means none). Returns the new tokens
   // of each sequence; a finished sequence stops growing while the others go on.

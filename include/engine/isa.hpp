@@ -2,6 +2,8 @@
 // chooses once, at first use, the best one this CPU (and ENGINE_MAX_ISA) allows.
 #pragma once
 
+#include <cstddef>
+
 #include <vector>
 
 namespace engine {
@@ -35,5 +37,11 @@ void set_active_isa(Isa isa);
 // the result is the FLOPs of a slice over the fastest slice's wall time. Used for "% of peak" in
 // benchmarks and the profiler.
 double measure_fma_peak_gflops(int threads = 1, double seconds = 0.2);
+
+// Measures how fast `threads` threads read memory, in GB/s: a buffer of `bytes` (far larger than
+// the caches) is filled once, then read whole five times, each thread summing its own contiguous
+// share; the result is bytes over the fastest pass. Used for "% of bandwidth" where a workload is
+// bound by reading weights (decoding at batch 1).
+double measure_read_bandwidth_gbs(int threads = 1, std::size_t bytes = std::size_t{512} << 20);
 
 }  // namespace engine
