@@ -239,6 +239,9 @@ bool prefer_m_outer(const GemmBlocking& blk, const GemmCall& g, i64 rows, i64 co
 // attention GEMM) across two threads costs more in fork/join than it saves. Attention parallelises
 // across heads instead.
 constexpr double kMinFlopsToThread = 4e6;
+// ...unless it streams a large prepacked weight: at M = 1..8 (decoding) a product is bound by
+// reading B, and two threads read two halves of it at nearly twice the rate of one.
+constexpr double kMinWeightFloatsToThread = 1 << 18;
 
 // What reading an operand in place in every thread costs against packing it in every thread: the
 // read is no arithmetic but still a stream from L3 (weighting it 0.1 put both threads on all of
@@ -249,7 +252,9 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const GemmBlocking& blk = kt.gemm;
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
-  const int threads = flops < kMinFlopsToThread ? 1 : parallel::threads_for(mtiles * npanels);
+  const bool weight_bound = g.prepacked_b != nullptr &&
+                            static_cast<double>(g.K) * static_cast<double>(g.N) >= kMinWeightFloatsToThread;
+  const int threads = flops < kMinFlopsToThread && !weight_bound ? 1 : parallel::threads_for(mtiles * npanels);
   const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
   const i64 b_floats = g.prepacked_b == nullptr && !g.b_in_place ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
 
