@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 #include "engine/layers.hpp"
 
@@ -25,6 +26,13 @@ void copy_norm(const LayerNormWeights& w, i64 d, std::vector<float>& gamma, std:
   if (w.weight == nullptr || w.bias == nullptr) fail("layer: ", name, w.weight == nullptr ? ".weight" : ".bias", " is null");
   gamma.assign(w.weight, w.weight + d);
   beta.assign(w.bias, w.bias + d);
+}
+
+// LayerNorm (optionally after a residual add) over rows x d: about 8 FLOPs per element; reads x
+// (and the residual), writes the result (and the sum).
+profile::OpScope add_norm_scope(i64 rows, i64 d, bool residual) {
+  const double n = static_cast<double>(rows * d);
+  return {"add_norm", 8.0 * n, 4.0 * n * (residual ? 4.0 : 2.0)};
 }
 
 }  // namespace
@@ -68,18 +76,23 @@ void EncoderLayer::run(float* x, i64 rows, float* workspace, const Attend& atten
   float* sub = workspace;             // (rows, d): the sublayer's output
   float* normed = sub + rows * d;     // (rows, d): LayerNorm(x) for pre-LN
   float* inner = normed + rows * d;   // attention's or the FFN's scratch
+  const auto norm = [&](const float* residual, const std::vector<float>& gamma, const std::vector<float>& beta,
+                        float* out, float* sum_out) {
+    const auto scope = add_norm_scope(rows, d, residual != nullptr);
+    layer_norm(rows, d, x, residual, gamma.data(), beta.data(), eps, out, sum_out);
+  };
   if (!config_.norm_first) {
     attend(x, sub, inner);
-    layer_norm(rows, d, x, sub, norm1_w_.data(), norm1_b_.data(), eps, x);  // x = norm1(x + attn)
+    norm(sub, norm1_w_, norm1_b_, x, nullptr);  // x = norm1(x + attn)
     ff_.forward(x, rows, sub, inner);
-    layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, x);  // x = norm2(x + ff)
+    norm(sub, norm2_w_, norm2_b_, x, nullptr);  // x = norm2(x + ff)
     return;
   }
-  layer_norm(rows, d, x, nullptr, norm1_w_.data(), norm1_b_.data(), eps, normed);
+  norm(nullptr, norm1_w_, norm1_b_, normed, nullptr);
   attend(normed, sub, inner);
-  // x = x + attn, and normed = norm2(x) in the same pass
-  layer_norm(rows, d, x, sub, norm2_w_.data(), norm2_b_.data(), eps, normed, /*sum_out=*/x);
+  norm(sub, norm2_w_, norm2_b_, normed, /*sum_out=*/x);  // x = x + attn, and normed = norm2(x) in the same pass
   ff_.forward(normed, rows, sub, inner);
+  const profile::OpScope scope("add_norm", static_cast<double>(rows * d), 12.0 * static_cast<double>(rows * d));
   add(rows * d, sub, x);  // x = x + ff
 }
 
@@ -145,6 +158,7 @@ void DecoderLayer::run(float* x, i64 rows, float* workspace, const SelfAttend& s
   float* normed = sub + rows * d;    // (rows, d): LayerNorm(x) for pre-LN
   float* inner = normed + rows * d;  // attention's or the FFN's scratch
   const auto norm = [&](int i, const float* residual, float* out, float* sum_out) {
+    const auto scope = add_norm_scope(rows, d, residual != nullptr);
     layer_norm(rows, d, x, residual, norm_w_[i].data(), norm_b_[i].data(), eps, out, sum_out);
   };
   if (!config_.norm_first) {
@@ -162,6 +176,7 @@ void DecoderLayer::run(float* x, i64 rows, float* workspace, const SelfAttend& s
   cross_attend(normed, sub, inner);
   norm(2, sub, normed, x);  // x += cross_attn; normed = norm3(x)
   ff_.forward(normed, rows, sub, inner);
+  const profile::OpScope scope("add_norm", static_cast<double>(rows * d), 12.0 * static_cast<double>(rows * d));
   add(rows * d, sub, x);    // x += ff
 }
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 #include "engine/layers.hpp"
 
@@ -43,9 +44,11 @@ std::size_t TransformerEncoder::workspace_floats(std::int64_t batch, std::int64_
 
 void TransformerEncoder::forward(float* x, std::int64_t batch, std::int64_t seq_len, const AttentionMask& mask,
                                  float* workspace, AttentionPath path) const {
-  for (const auto& layer : layers_) layer.forward(x, batch, seq_len, mask, workspace, path);
-  if (!norm_w_.empty())
-    layer_norm(batch * seq_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const profile::LayerScope scope("encoder", static_cast<std::int32_t>(i));
+    layers_[i].forward(x, batch, seq_len, mask, workspace, path);
+  }
+  final_norm(x, batch * seq_len, "encoder");
 }
 
 TransformerDecoder::TransformerDecoder(std::vector<DecoderLayer> layers, const std::optional<LayerNormWeights>& final_norm,
@@ -63,10 +66,11 @@ std::size_t TransformerDecoder::workspace_floats(std::int64_t batch, std::int64_
 void TransformerDecoder::forward(float* x, const float* memory, std::int64_t batch, std::int64_t tgt_len,
                                  std::int64_t memory_len, const AttentionMask& self_mask,
                                  const AttentionMask& memory_mask, float* workspace, AttentionPath path) const {
-  for (const auto& layer : layers_)
-    layer.forward(x, memory, batch, tgt_len, memory_len, self_mask, memory_mask, workspace, path);
-  if (!norm_w_.empty())
-    layer_norm(batch * tgt_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const profile::LayerScope scope("decoder", static_cast<std::int32_t>(i));
+    layers_[i].forward(x, memory, batch, tgt_len, memory_len, self_mask, memory_mask, workspace, path);
+  }
+  final_norm(x, batch * tgt_len, "decoder");
 }
 
 namespace {
@@ -79,17 +83,20 @@ void TransformerEncoder::forward_cached(float* x, std::int64_t batch, std::int64
                                         std::span<const KvCache> caches, std::int64_t kv_len,
                                         const AttentionMask& mask, float* workspace) const {
   check_caches(caches.size(), layers_.size(), "TransformerEncoder::forward_cached");
-  for (std::size_t i = 0; i < layers_.size(); ++i)
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const profile::LayerScope scope("encoder", static_cast<std::int32_t>(i));
     layers_[i].forward_cached(x, batch, new_len, start, caches[i], kv_len, mask, workspace);
-  if (!norm_w_.empty())
-    layer_norm(batch * new_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  }
+  final_norm(x, batch * new_len, "encoder");
 }
 
 void TransformerDecoder::project_memory(const float* memory, std::int64_t batch, std::int64_t memory_len,
                                         std::span<const KvCache> memory_caches, float* workspace) const {
   check_caches(memory_caches.size(), layers_.size(), "TransformerDecoder::project_memory");
-  for (std::size_t i = 0; i < layers_.size(); ++i)
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const profile::LayerScope scope("decoder", static_cast<std::int32_t>(i));
     layers_[i].project_memory(memory, batch, memory_len, memory_caches[i], workspace);
+  }
 }
 
 void TransformerDecoder::forward_cached(float* x, std::int64_t batch, std::int64_t new_len, const std::int32_t* start,
@@ -99,11 +106,28 @@ void TransformerDecoder::forward_cached(float* x, std::int64_t batch, std::int64
                                         float* workspace) const {
   check_caches(self_caches.size(), layers_.size(), "TransformerDecoder::forward_cached");
   check_caches(memory_caches.size(), layers_.size(), "TransformerDecoder::forward_cached");
-  for (std::size_t i = 0; i < layers_.size(); ++i)
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const profile::LayerScope scope("decoder", static_cast<std::int32_t>(i));
     layers_[i].forward_cached(x, batch, new_len, start, self_caches[i], kv_len, self_mask, memory_caches[i],
                               memory_len, memory_mask, workspace);
-  if (!norm_w_.empty())
-    layer_norm(batch * new_len, layers_.front().config().d_model, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  }
+  final_norm(x, batch * new_len, "decoder");
+}
+
+void TransformerEncoder::final_norm(float* x, std::int64_t rows, const char* stack) const {
+  if (norm_w_.empty()) return;
+  const profile::LayerScope layer(stack, -1);
+  const std::int64_t d = layers_.front().config().d_model;
+  const profile::OpScope scope("final_norm", 8.0 * static_cast<double>(rows * d), 8.0 * static_cast<double>(rows * d));
+  layer_norm(rows, d, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+}
+
+void TransformerDecoder::final_norm(float* x, std::int64_t rows, const char* stack) const {
+  if (norm_w_.empty()) return;
+  const profile::LayerScope layer(stack, -1);
+  const std::int64_t d = layers_.front().config().d_model;
+  const profile::OpScope scope("final_norm", 8.0 * static_cast<double>(rows * d), 8.0 * static_cast<double>(rows * d));
+  layer_norm(rows, d, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
 }
 
 }  // namespace engine

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 
 namespace engine {
@@ -201,6 +202,8 @@ void Model::embed(const std::int32_t* ids, i64 batch, i64 seq_len, const std::in
   if (!config_.lm) fail("Model::embed: not a language model");
   if (ids == nullptr || out == nullptr) fail("Model::embed: ", ids == nullptr ? "ids" : "out", " is null");
   const i64 d = d_model(), V = config_.lm->vocab;
+  const profile::OpScope scope("embedding", 2.0 * static_cast<double>(batch * seq_len * d),
+                               12.0 * static_cast<double>(batch * seq_len * d));
   for (i64 b = 0; b < batch; ++b) {
     const i64 first = start != nullptr ? start[b] : 0;
     if (first < 0 || first + seq_len > positional_->max_len())
@@ -220,6 +223,8 @@ void Model::embed(const std::int32_t* ids, i64 batch, i64 seq_len, const std::in
 
 void Model::project_logits(const float* hidden, i64 rows, float* logits) const {
   if (!config_.lm) fail("Model::project_logits: not a language model");
+  const profile::OpScope scope("lm_head", profile::gemm_flops(rows, config_.lm->vocab, d_model()),
+                               profile::gemm_bytes(rows, config_.lm->vocab, d_model()));
   gemm_packed(rows, hidden, d_model(), head_, logits, config_.lm->vocab, 0.0f, {head_bias_.data(), Activation::none});
 }
 
@@ -232,14 +237,22 @@ std::size_t Model::workspace_floats(i64 batch, i64 src_len, i64 tgt_len) const {
 
 void Model::encode(float* src, i64 batch, i64 src_len, const AttentionMask& src_mask, float* workspace) const {
   if (!encoder_) fail("Model::encode: a ", architecture_name(config_.architecture), " model has no encoder");
-  if (positional_ && !config_.lm) positional_->add(src, batch, src_len);
+  if (positional_ && !config_.lm) {
+    const profile::OpScope scope("positional_encoding", static_cast<double>(batch * src_len * d_model()),
+                                 12.0 * static_cast<double>(batch * src_len * d_model()));
+    positional_->add(src, batch, src_len);
+  }
   encoder_->forward(src, batch, src_len, src_mask, workspace);
 }
 
 void Model::decode(float* tgt, const float* memory, i64 batch, i64 tgt_len, i64 memory_len,
                    const AttentionMask& tgt_mask, const AttentionMask& memory_mask, float* workspace) const {
   if (!decoder_) fail("Model::decode: a ", architecture_name(config_.architecture), " model has no decoder");
-  if (positional_ && !config_.lm) positional_->add(tgt, batch, tgt_len);
+  if (positional_ && !config_.lm) {
+    const profile::OpScope scope("positional_encoding", static_cast<double>(batch * tgt_len * d_model()),
+                                 12.0 * static_cast<double>(batch * tgt_len * d_model()));
+    positional_->add(tgt, batch, tgt_len);
+  }
   decoder_->forward(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace);
 }
 
@@ -289,6 +302,18 @@ void Session::check(const char* what, std::int64_t value, std::int64_t limit) co
   if (value > limit) fail("Session: ", what, " ", value, " exceeds the ", limit, " this session was sized for");
 }
 
+template <class Run>
+void Session::run_profiled(const Run& run) {
+  if (!profiling_) {
+    run();
+    return;
+  }
+  ProfileCollector collector;
+  run();
+  last_run_us_ = collector.now_us();
+  profile_ = collector.records();
+}
+
 void Session::encode(float* src, std::int64_t batch, std::int64_t src_len, const AttentionMask& src_mask) {
   if (!model_.config().has_encoder())
     fail("Session::encode: a ", architecture_name(model_.config().architecture), " model has no encoder");
@@ -296,7 +321,7 @@ void Session::encode(float* src, std::int64_t batch, std::int64_t src_len, const
   check("batch", batch, max_batch_);
   check("src_len", src_len, max_src_len_);
   check_attention_mask(src_mask, batch, src_len, src_len, "Session::encode", "src_mask");
-  model_.encode(src, batch, src_len, src_mask, workspace_);
+  run_profiled([&] { model_.encode(src, batch, src_len, src_mask, workspace_); });
 }
 
 void Session::decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len,
@@ -310,7 +335,7 @@ void Session::decode(float* tgt, const float* memory, std::int64_t batch, std::i
   check("memory_len", memory_len, max_src_len_);
   check_attention_mask(tgt_mask, batch, tgt_len, tgt_len, "Session::decode", "tgt_mask");
   check_attention_mask(memory_mask, batch, tgt_len, memory_len, "Session::decode", "memory_mask");
-  model_.decode(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace_);
+  run_profiled([&] { model_.decode(tgt, memory, batch, tgt_len, memory_len, tgt_mask, memory_mask, workspace_); });
 }
 
 }  // namespace engine

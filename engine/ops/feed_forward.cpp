@@ -1,6 +1,7 @@
 // The feed-forward block: linear2(act(linear1(x))), bias and activation fused into linear1's GEMM.
 #include <algorithm>
 
+#include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 #include "engine/layers.hpp"
 
@@ -24,7 +25,11 @@ void FeedForward::forward(const float* x, std::int64_t rows, float* out, float* 
   if (x == nullptr || out == nullptr || workspace == nullptr)
     fail("feed-forward: ", x == nullptr ? "x" : out == nullptr ? "out" : "workspace", " is null");
   float* hidden = workspace;  // (rows, d_ff)
-  gemm_packed(rows, x, d_, w1_, hidden, d_ff_, 0.0f, {b1_.data(), activation_});
+  {
+    profile::OpScope scope("ffn_up_activation", profile::gemm_flops(rows, d_ff_, d_), profile::gemm_bytes(rows, d_ff_, d_));
+    gemm_packed(rows, x, d_, w1_, hidden, d_ff_, 0.0f, {b1_.data(), activation_});
+  }
+  profile::OpScope scope("ffn_down", profile::gemm_flops(rows, d_, d_ff_), profile::gemm_bytes(rows, d_, d_ff_));
   gemm_packed(rows, hidden, d_ff_, w2_, out, d_, 0.0f, {b2_.data(), Activation::none});
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "engine/attention.hpp"
+#include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 
 namespace engine {
@@ -18,6 +19,13 @@ TensorView heads_view(const float* base, i64 B, i64 S, i64 H, i64 dk, i64 row_st
       .split(2, H, dk)
       .transposed(1, 2);
 }
+// Nominal attention cost: two GEMMs over every (query, key) pair, halved under a causal mask; q, k,
+// v read and the output written once.
+double attention_flops(i64 B, i64 Sq, i64 Sk, i64 d, bool causal) {
+  return 4.0 * static_cast<double>(B * Sq) * static_cast<double>(Sk) * static_cast<double>(d) * (causal ? 0.5 : 1.0);
+}
+double attention_bytes(i64 B, i64 Sq, i64 Sk, i64 d) { return 4.0 * static_cast<double>(B * d) * (2.0 * Sq + 2.0 * Sk); }
+
 // A cache's first kv_len positions as [B, H, kv_len, dk].
 TensorView cache_view(float* base, i64 B, i64 H, i64 kv_len, i64 dk, i64 capacity) {
   return TensorView(base, {B, H, kv_len, dk}, {H * capacity * dk, capacity * dk, dk, 1});
@@ -77,24 +85,46 @@ void MultiheadAttention::forward(const float* query, const float* memory, i64 ba
       fail("MultiheadAttention::forward: self-attention needs kv_len == q_len, got ", kv_len, " and ", q_len);
     float* qkv = workspace;                  // (B·S, 3·d)
     float* ctx = qkv + batch * q_len * 3 * d;  // (B·S, d)
-    gemm_packed(batch * q_len, query, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
-    scaled_dot_product_attention(heads_view(qkv, batch, q_len, H, dk, 3 * d),
-                                 heads_view(qkv + d, batch, q_len, H, dk, 3 * d),
-                                 heads_view(qkv + 2 * d, batch, q_len, H, dk, 3 * d),
-                                 heads_view(ctx, batch, q_len, H, dk, d), mask, 0.0f, path);
-    gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+    const i64 rows = batch * q_len;
+    {
+      profile::OpScope scope("qkv_projection", profile::gemm_flops(rows, 3 * d, d), profile::gemm_bytes(rows, 3 * d, d));
+      gemm_packed(rows, query, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
+    }
+    {
+      profile::OpScope scope("attention", attention_flops(batch, q_len, q_len, d, mask.causal),
+                             attention_bytes(batch, q_len, q_len, d));
+      scaled_dot_product_attention(heads_view(qkv, batch, q_len, H, dk, 3 * d),
+                                   heads_view(qkv + d, batch, q_len, H, dk, 3 * d),
+                                   heads_view(qkv + 2 * d, batch, q_len, H, dk, 3 * d),
+                                   heads_view(ctx, batch, q_len, H, dk, d), mask, 0.0f, path);
+    }
+    profile::OpScope scope("output_projection", profile::gemm_flops(rows, d, d), profile::gemm_bytes(rows, d, d));
+    gemm_packed(rows, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
     return;
   }
   if (memory == nullptr) fail("MultiheadAttention::forward: cross-attention needs the memory (got null)");
   float* q = workspace;                     // (B·Sq, d)
   float* kv = q + batch * q_len * d;        // (B·Sk, 2·d): K | V
   float* ctx = kv + batch * kv_len * 2 * d;  // (B·Sq, d)
-  gemm_packed(batch * q_len, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
-  gemm_packed(batch * kv_len, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
-  scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d), heads_view(kv, batch, kv_len, H, dk, 2 * d),
-                               heads_view(kv + d, batch, kv_len, H, dk, 2 * d), heads_view(ctx, batch, q_len, H, dk, d),
-                               mask, 0.0f, path);
-  gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+  const i64 q_rows = batch * q_len, kv_rows = batch * kv_len;
+  {
+    profile::OpScope scope("cross_q_projection", profile::gemm_flops(q_rows, d, d), profile::gemm_bytes(q_rows, d, d));
+    gemm_packed(q_rows, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
+  }
+  {
+    profile::OpScope scope("cross_kv_projection", profile::gemm_flops(kv_rows, 2 * d, d),
+                           profile::gemm_bytes(kv_rows, 2 * d, d));
+    gemm_packed(kv_rows, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
+  }
+  {
+    profile::OpScope scope("cross_attention", attention_flops(batch, q_len, kv_len, d, false),
+                           attention_bytes(batch, q_len, kv_len, d));
+    scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d), heads_view(kv, batch, kv_len, H, dk, 2 * d),
+                                 heads_view(kv + d, batch, kv_len, H, dk, 2 * d),
+                                 heads_view(ctx, batch, q_len, H, dk, d), mask, 0.0f, path);
+  }
+  profile::OpScope scope("cross_output_projection", profile::gemm_flops(q_rows, d, d), profile::gemm_bytes(q_rows, d, d));
+  gemm_packed(q_rows, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
 }
 
 void MultiheadAttention::forward_cached(const float* x, i64 batch, i64 new_len, const std::int32_t* start,
@@ -114,14 +144,23 @@ void MultiheadAttention::forward_cached(const float* x, i64 batch, i64 new_len, 
   const i64 d = d_, H = heads_, dk = d_ / heads_;
   float* qkv = workspace;                      // (B·T, 3·d)
   float* ctx = qkv + batch * new_len * 3 * d;  // (B·T, d)
-  gemm_packed(batch * new_len, x, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
-  scatter_to_cache(qkv + d, 3 * d, batch, new_len, H, dk, start, cache.k, cache.capacity);
-  scatter_to_cache(qkv + 2 * d, 3 * d, batch, new_len, H, dk, start, cache.v, cache.capacity);
-  scaled_dot_product_attention(heads_view(qkv, batch, new_len, H, dk, 3 * d),
-                               cache_view(cache.k, batch, H, kv_len, dk, cache.capacity),
-                               cache_view(cache.v, batch, H, kv_len, dk, cache.capacity),
-                               heads_view(ctx, batch, new_len, H, dk, d), mask);
-  gemm_packed(batch * new_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+  const i64 rows = batch * new_len;
+  {
+    profile::OpScope scope("qkv_projection", profile::gemm_flops(rows, 3 * d, d), profile::gemm_bytes(rows, 3 * d, d));
+    gemm_packed(rows, x, d, w_q_or_qkv_, qkv, 3 * d, 0.0f, {b_qkv_.data(), Activation::none});
+    scatter_to_cache(qkv + d, 3 * d, batch, new_len, H, dk, start, cache.k, cache.capacity);
+    scatter_to_cache(qkv + 2 * d, 3 * d, batch, new_len, H, dk, start, cache.v, cache.capacity);
+  }
+  {
+    profile::OpScope scope("attention", attention_flops(batch, new_len, kv_len, d, false),
+                           attention_bytes(batch, new_len, kv_len, d));
+    scaled_dot_product_attention(heads_view(qkv, batch, new_len, H, dk, 3 * d),
+                                 cache_view(cache.k, batch, H, kv_len, dk, cache.capacity),
+                                 cache_view(cache.v, batch, H, kv_len, dk, cache.capacity),
+                                 heads_view(ctx, batch, new_len, H, dk, d), mask);
+  }
+  profile::OpScope scope("output_projection", profile::gemm_flops(rows, d, d), profile::gemm_bytes(rows, d, d));
+  gemm_packed(rows, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
 }
 
 void MultiheadAttention::project_memory(const float* memory, i64 batch, i64 memory_len, const KvCache& cache,
@@ -133,7 +172,9 @@ void MultiheadAttention::project_memory(const float* memory, i64 batch, i64 memo
     fail("MultiheadAttention::project_memory: memory_len ", memory_len, " must be in [1, capacity ", cache.capacity, "]");
   const i64 d = d_, H = heads_, dk = d_ / heads_;
   float* kv = workspace;  // (B·Sm, 2·d): K | V
-  gemm_packed(batch * memory_len, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
+  const i64 rows = batch * memory_len;
+  profile::OpScope scope("cross_kv_projection", profile::gemm_flops(rows, 2 * d, d), profile::gemm_bytes(rows, 2 * d, d));
+  gemm_packed(rows, memory, d, w_kv_, kv, 2 * d, 0.0f, {b_qkv_.data() + d, Activation::none});
   scatter_to_cache(kv, 2 * d, batch, memory_len, H, dk, nullptr, cache.k, cache.capacity);
   scatter_to_cache(kv + d, 2 * d, batch, memory_len, H, dk, nullptr, cache.v, cache.capacity);
 }
@@ -150,12 +191,21 @@ void MultiheadAttention::forward_from_cache(const float* query, i64 batch, i64 q
   const i64 d = d_, H = heads_, dk = d_ / heads_;
   float* q = workspace;                  // (B·T, d)
   float* ctx = q + batch * q_len * d;    // (B·T, d)
-  gemm_packed(batch * q_len, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
-  scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d),
-                               cache_view(cache.k, batch, H, memory_len, dk, cache.capacity),
-                               cache_view(cache.v, batch, H, memory_len, dk, cache.capacity),
-                               heads_view(ctx, batch, q_len, H, dk, d), mask);
-  gemm_packed(batch * q_len, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
+  const i64 rows = batch * q_len;
+  {
+    profile::OpScope scope("cross_q_projection", profile::gemm_flops(rows, d, d), profile::gemm_bytes(rows, d, d));
+    gemm_packed(rows, query, d, w_q_or_qkv_, q, d, 0.0f, {b_qkv_.data(), Activation::none});
+  }
+  {
+    profile::OpScope scope("cross_attention", attention_flops(batch, q_len, memory_len, d, false),
+                           attention_bytes(batch, q_len, memory_len, d));
+    scaled_dot_product_attention(heads_view(q, batch, q_len, H, dk, d),
+                                 cache_view(cache.k, batch, H, memory_len, dk, cache.capacity),
+                                 cache_view(cache.v, batch, H, memory_len, dk, cache.capacity),
+                                 heads_view(ctx, batch, q_len, H, dk, d), mask);
+  }
+  profile::OpScope scope("cross_output_projection", profile::gemm_flops(rows, d, d), profile::gemm_bytes(rows, d, d));
+  gemm_packed(rows, ctx, d, w_out_, out, d, 0.0f, {b_out_.data(), Activation::none});
 }
 
 }  // namespace engine

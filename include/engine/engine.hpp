@@ -9,6 +9,7 @@
 #include "engine/model.hpp"
 #include "engine/generation.hpp"
 #include "engine/ops.hpp"
+#include "engine/profile.hpp"
 #include "engine/tensor.hpp"
 
 namespace engine {

@@ -182,6 +182,8 @@ class TransformerEncoder {
                       float* workspace) const;
 
  private:
+  void final_norm(float* x, std::int64_t rows, const char* stack) const;
+
   std::vector<EncoderLayer> layers_;
   std::vector<float> norm_w_, norm_b_;  // empty: no final norm
   float eps_;
@@ -206,6 +208,8 @@ class TransformerDecoder {
                       const AttentionMask& memory_mask, float* workspace) const;
 
  private:
+  void final_norm(float* x, std::int64_t rows, const char* stack) const;
+
   std::vector<DecoderLayer> layers_;
   std::vector<float> norm_w_, norm_b_;
   float eps_;

@@ -13,6 +13,7 @@
 
 #include "engine/arena.hpp"
 #include "engine/layers.hpp"
+#include "engine/profile.hpp"
 
 namespace engine {
 
@@ -131,13 +132,26 @@ class Session {
   void decode(float* tgt, const float* memory, std::int64_t batch, std::int64_t tgt_len, std::int64_t memory_len,
               const AttentionMask& tgt_mask, const AttentionMask& memory_mask);
 
+  // Profiling: while on, each encode() / decode() replaces profile() with the records of its ops
+  // (per layer and op, see engine/profile.hpp) and last_run_us() with its wall time. Off by
+  // default; off, the timers cost one thread-local test per op.
+  void set_profiling(bool on) { profiling_ = on; }
+  const std::vector<ProfileRecord>& profile() const { return profile_; }
+  double last_run_us() const { return last_run_us_; }
+
  private:
+  template <class Run>
+  void run_profiled(const Run& run);
+
   void check(const char* what, std::int64_t value, std::int64_t limit) const;
 
   const Model& model_;
   std::int64_t max_batch_, max_src_len_, max_tgt_len_;
   Arena arena_;
   float* workspace_ = nullptr;
+  bool profiling_ = false;
+  std::vector<ProfileRecord> profile_;
+  double last_run_us_ = 0;
 };
 
 }  // namespace engine
