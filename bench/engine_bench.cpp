@@ -1,16 +1,21 @@
-// engine-bench: what this CPU does with engine's kernels, beside oneDNN on the same shapes in the
-// same run. For now it measures the GEMM shapes of ../shared/workloads.json, attention (W4 and
-// longer sequences) and the masked softmax; the whole-model workloads (W1..W3) come with the layers.
+// engine-bench: what this CPU does with engine. With no arguments: the built-in workloads of
+// ../shared/workloads.json (W1_b1, W1_b8, W2, W3 whole layers and W4 attention) at 1 thread and at
+// the machine's core count, then decoding with a GPT-2-small-shaped language model.
 //
-//   engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,NAME] [--only layers,gemm,attention,softmax,decode]
-//                [--json FILE] [--quick]
+//   engine-bench [--workload W1_b1,W2,...] [--model DIR --batch B --seq S] [--sweep seq=128,256,...]
+//                [--plot FILE.svg|png] [--threads 1,2] [--reps N] [--rounds N] [--json FILE] [--quick]
+//                [--only workloads,gemm,attention,softmax,decode,profiler] [--shapes NAME,...]
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -21,6 +26,7 @@
 #include "engine/kernels/kernel_table.hpp"
 #include "decode_workload.hpp"
 #include "gemm_runners.hpp"
+#include "gnuplot.hpp"
 #include "model_workloads.hpp"
 #include "timing.hpp"
 #include "workloads.hpp"
@@ -31,16 +37,25 @@ using namespace engine::bench;
 
 struct Options {
   std::vector<int> threads;
-  std::vector<std::string> shapes;  // empty: all
-  std::vector<std::string> sections{"layers", "gemm", "attention", "softmax", "decode"};
+  std::vector<std::string> shapes;     // GEMM shapes; empty: all
+  std::vector<std::string> workloads;  // empty: all five
+  std::vector<std::string> sections{"workloads", "decode"};
+  std::string model_dir;
+  std::int64_t batch = 1, seq = 128;
+  std::vector<std::int64_t> sweep;  // sequence lengths
+  std::string plot_path = "engine-bench-sweep.svg";
   TimingPlan plan;
   std::string json_path;
 };
 
+const char* const kUsage =
+    "usage: engine-bench [--workload W1_b1,W1_b8,W2,W3,W4] [--model DIR [--batch B] [--seq S]]\n"
+    "                    [--sweep seq=128,256,512,1024 [--plot FILE.svg|png]] [--threads 1,2] [--reps N]\n"
+    "                    [--rounds N] [--json FILE] [--quick] [--shapes NAME,...]\n"
+    "                    [--only workloads,gemm,attention,softmax,decode,profiler]\n";
+
 [[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "engine-bench: " << message << "\n"
-            << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
-               "layers,gemm,attention,softmax,decode] [--json FILE] [--quick]\n";
+  std::cerr << "engine-bench: " << message << "\n" << kUsage;
   std::exit(2);
 }
 
@@ -52,16 +67,23 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-int parse_positive(const std::string& text, const char* what) {
+long parse_number(const std::string& text, const char* what, long lo, long hi) {
   char* end = nullptr;
   const long v = std::strtol(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || v < 1 || v > 4096)
-    usage_error(std::string(what) + " must be a whole number from 1 to 4096, got '" + text + "'");
-  return static_cast<int>(v);
+  if (end == text.c_str() || *end != '\0' || v < lo || v > hi)
+    usage_error(std::string(what) + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                ", got '" + text + "'");
+  return v;
 }
+int parse_positive(const std::string& text, const char* what) {
+  return static_cast<int>(parse_number(text, what, 1, 4096));
+}
+
+const std::vector<std::string> kWorkloadIds = {"W1_b1", "W1_b8", "W2", "W3", "W4"};
 
 Options parse(int argc, char** argv) {
   Options o;
+  bool sections_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -69,12 +91,31 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     if (arg == "--threads") {
-      for (const auto& t : split_commas(value())) o.threads.push_back(parse_positive(t, "--threads"));
+      for (const auto& t : split_commas(value())) o.threads.push_back(static_cast<int>(parse_number(t, "--threads", 1, 1024)));
       if (o.threads.empty()) usage_error("--threads needs at least one number");
     } else if (arg == "--reps") {
       o.plan.reps_per_round = parse_positive(value(), "--reps");
     } else if (arg == "--rounds") {
       o.plan.rounds = parse_positive(value(), "--rounds");
+    } else if (arg == "--workload") {
+      o.workloads = split_commas(value());
+      for (const auto& id : o.workloads)
+        if (std::find(kWorkloadIds.begin(), kWorkloadIds.end(), id) == kWorkloadIds.end())
+          usage_error("unknown workload '" + id + "' (expected W1_b1, W1_b8, W2, W3 or W4)");
+      if (o.workloads.empty()) usage_error("--workload needs at least one id");
+    } else if (arg == "--model") {
+      o.model_dir = value();
+    } else if (arg == "--batch") {
+      o.batch = parse_number(value(), "--batch", 1, 4096);
+    } else if (arg == "--seq") {
+      o.seq = parse_number(value(), "--seq", 1, 1 << 20);
+    } else if (arg == "--sweep") {
+      const std::string v = value();
+      if (v.rfind("seq=", 0) != 0) usage_error("--sweep takes seq=N,N,... (got '" + v + "')");
+      for (const auto& n : split_commas(v.substr(4))) o.sweep.push_back(parse_number(n, "--sweep seq", 1, 1 << 20));
+      if (o.sweep.empty()) usage_error("--sweep seq= needs at least one length");
+    } else if (arg == "--plot") {
+      o.plot_path = value();
     } else if (arg == "--shapes") {
       o.shapes = split_commas(value());
       for (const auto& name : o.shapes) {
@@ -84,25 +125,36 @@ Options parse(int argc, char** argv) {
       }
     } else if (arg == "--only") {
       o.sections = split_commas(value());
-      for (const auto& name : o.sections)
-        if (name != "layers" && name != "gemm" && name != "attention" && name != "softmax" && name != "decode")
-          usage_error("unknown section '" + name + "' for --only (expected layers, gemm, attention, softmax, decode)");
+      sections_given = true;
+      for (auto& name : o.sections) {
+        if (name == "layers") name = "workloads";  // its old name
+        if (name != "workloads" && name != "gemm" && name != "attention" && name != "softmax" && name != "decode" &&
+            name != "profiler")
+          usage_error("unknown section '" + name +
+                      "' for --only (expected workloads, gemm, attention, softmax, decode, profiler)");
+      }
     } else if (arg == "--json") {
       o.json_path = value();
     } else if (arg == "--quick") {
       o.plan = TimingPlan{1, 3, 0.02, 0.05};
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: engine-bench [--threads 1,2] [--reps N] [--rounds N] [--shapes NAME,...] [--only "
-                   "layers,gemm,attention,softmax,decode] [--json FILE] [--quick]\n";
+      std::cout << kUsage;
       std::exit(0);
     } else {
       usage_error("unknown argument '" + arg + "'");
     }
   }
+  if (!o.model_dir.empty() && !o.workloads.empty()) usage_error("give --workload or --model, not both");
+  // Asking for particular workloads, a model or a sweep means just that, unless --only says more.
+  if (!sections_given && (!o.workloads.empty() || !o.model_dir.empty() || !o.sweep.empty()))
+    o.sections = {"workloads"};
+  if (!o.sweep.empty() && o.model_dir.empty() && o.workloads.size() != 1)
+    usage_error("--sweep needs --model DIR or exactly one --workload");
   if (o.threads.empty()) {
     o.threads.push_back(1);
     if (omp_get_num_procs() > 1) o.threads.push_back(omp_get_num_procs());
   }
+  if (o.workloads.empty()) o.workloads = kWorkloadIds;
   return o;
 }
 
@@ -113,6 +165,7 @@ struct Row {
   std::vector<Stats> stats;
   double flops;  // per call; 0 for bandwidth rows
   double bytes;  // per call
+  std::int64_t seq = 0;  // workloads: the sequence length
 };
 
 std::string fmt(const char* f, double v) {
@@ -121,9 +174,86 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// One workload ready to time: W1_b1..W3 (whole layers), W4 (attention) or "model" (--model), at
+// sequence length `seq` (0: the workload's own).
+struct Runnable {
+  std::string label;
+  std::function<void()> run;
+  double flops = 0;  // nominal, per call
+  std::int64_t seq = 0;
+};
+
+Runnable make_workload(const std::string& id, const Options& opt, std::int64_t seq) {
+  Runnable r;
+  const std::string suffix = seq > 0 && !opt.sweep.empty() ? " seq=" + std::to_string(seq) : "";
+  if (id == "model") {
+    const std::int64_t s = seq > 0 ? seq : opt.seq;
+    auto m = std::make_shared<ModelWorkload>(opt.model_dir, opt.batch, s);
+    // Its nominal FLOPs: what the profiler's records of one run add up to.
+    engine::ProfileCollector collector;
+    (*m)();
+    for (const auto& rec : collector.records()) r.flops += rec.flops;
+    r.run = [m] { (*m)(); };
+    r.label = "model b" + std::to_string(opt.batch) + " s" + std::to_string(s);
+    r.seq = s;
+    return r;
+  }
+  if (id == "W4") {
+    auto a = std::make_shared<AttentionWorkload>(4, 12, seq > 0 ? seq : 512, 64);
+    r.flops = a->flops();
+    r.run = [a] { (*a)(); };
+    r.label = "W4" + suffix;
+    r.seq = seq > 0 ? seq : 512;
+    return r;
+  }
+  for (const LayerWorkload& w : layer_workloads())
+    if (id == w.id) {
+      LayerWorkload resized = w;
+      if (seq > 0) resized.seq = seq;
+      auto run = std::make_shared<LayerWorkloadRun>(resized);
+      r.flops = nominal_flops(resized);
+      r.run = [run] { (*run)(); };
+      r.label = id + suffix;
+      r.seq = resized.seq;
+      return r;
+    }
+  usage_error("unknown workload '" + id + "'");
+}
+
+// Latency and GFLOP/s against sequence length, one line per thread count, drawn by gnuplot.
+void plot_sweep(const std::vector<Row>& rows, const Options& opt) {
+  const std::string terminal = engine::profiler::picture_terminal(opt.plot_path, "--plot");
+  const std::string data = opt.plot_path + ".dat";
+  {
+    std::ofstream d(data);
+    for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+      if (ti) d << "\n\n";
+      for (const Row& r : rows)
+        if (r.threads == opt.threads[ti] && r.seq > 0 && r.impls.size() == 1)
+          d << r.seq << " " << r.stats[0].median_s * 1e3 << " " << r.flops / r.stats[0].median_s / 1e9 << "\n";
+    }
+  }
+  std::ostringstream g;
+  g << "set terminal " << terminal << "\nset output '" << opt.plot_path << "'\n"
+    << "set multiplot layout 1,2 title 'engine-bench --sweep: "
+    << (opt.model_dir.empty() ? opt.workloads.front() : opt.model_dir) << "'\n"
+    << "set logscale x 2\nset grid\nset key top left\nset xlabel 'sequence length'\n"
+    << "set ylabel 'latency (ms, median)'\nset logscale y\nplot ";
+  for (std::size_t ti = 0; ti < opt.threads.size(); ++ti)
+    g << (ti ? ", " : "") << "'" << data << "' index " << ti << " using 1:2 with linespoints lw 2 title '"
+      << opt.threads[ti] << " thread(s)'";
+  g << "\nunset logscale y\nset ylabel 'GFLOP/s'\nset yrange [0:*]\nplot ";
+  for (std::size_t ti = 0; ti < opt.threads.size(); ++ti)
+    g << (ti ? ", " : "") << "'" << data << "' index " << ti << " using 1:3 with linespoints lw 2 title '"
+      << opt.threads[ti] << " thread(s)'";
+  g << "\nunset multiplot\n";
+  engine::profiler::run_gnuplot(g.str(), opt.plot_path, "--plot");
+  std::filesystem::remove(data);
+}
+
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   const auto& kt = engine::kernels::active();
   std::cout << "engine-bench " << engine::version() << ": instruction set " << engine::isa_name(engine::active_isa())
@@ -142,24 +272,74 @@ int main(int argc, char** argv) {
     return std::find(opt.sections.begin(), opt.sections.end(), section) != opt.sections.end();
   };
   std::vector<Row> rows;
-  // Whole layers: W1_b1, W1_b8, W2, W3 of ../shared/workloads.json.
-  if (wants("layers")) {
-    std::printf("%-22s %3s %22s %10s %6s\n", "layers (ms)", "thr", "engine", "GFLOP/s", "%peak");
+  // The workloads: W1_b1, W1_b8, W2, W3 (whole layers), W4 (attention), or a user's model; with
+  // --sweep, one of them at each sequence length.
+  if (wants("workloads")) {
+    const std::vector<std::int64_t> lengths = opt.sweep.empty() ? std::vector<std::int64_t>{0} : opt.sweep;
+    const std::vector<std::string> ids = opt.model_dir.empty() ? opt.workloads : std::vector<std::string>{"model"};
+    const std::size_t steps = lengths.size() * opt.threads.size() * ids.size();
+    std::size_t done = 0;
+    const bool progress = !opt.sweep.empty();
+    const bool tty = ::isatty(2) != 0;
+    std::printf("%-28s %3s %24s %10s %6s\n", "workload (ms)", "thr", "median [min-max]", "GFLOP/s", "%peak");
     for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
       engine::set_num_threads(opt.threads[ti]);
-      for (const auto& w : layer_workloads()) {
-        LayerWorkloadRun run(w);
-        Row row{w.id, opt.threads[ti], {"engine"}, {}, nominal_flops(w), 0};
-        row.stats = time_interleaved({[&] { run(); }}, opt.plan);
-        const double gflops = row.flops / row.stats[0].median_s / 1e9;
-        std::printf("%-22s %3d %22s %10.1f %5.0f%%\n", w.id, opt.threads[ti],
-                    (fmt("%.2f", row.stats[0].median_s * 1e3) + " [" + fmt("%.2f", row.stats[0].min_s * 1e3) + "-" +
-                     fmt("%.2f", row.stats[0].max_s * 1e3) + "]")
-                        .c_str(),
-                    gflops, 100.0 * gflops / peak[ti]);
-        std::fflush(stdout);
-        rows.push_back(std::move(row));
-      }
+      for (const std::string& id : ids)
+        for (std::int64_t seq : lengths) {
+          if (progress) {
+            const int width = 30, filled = static_cast<int>(width * done / steps);
+            std::fprintf(stderr, "%s[%s%s] %zu/%zu  %s seq=%lld, %d thread(s)%s", tty ? "\r" : "",
+                         std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                         std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), done, steps, id.c_str(),
+                         static_cast<long long>(seq), opt.threads[ti], tty ? "   " : "\n");
+            std::fflush(stderr);
+          }
+          const Runnable w = make_workload(id, opt, seq);
+          Row row{w.label, opt.threads[ti], {"engine"}, {}, w.flops, 0};
+          row.seq = seq > 0 ? seq : w.seq;
+          row.stats = time_interleaved({w.run}, opt.plan);
+          const double gflops = row.flops / row.stats[0].median_s / 1e9;
+          if (progress && tty) std::fprintf(stderr, "\r%*s\r", 80, "");
+          std::printf("%-28s %3d %24s %10.1f %5.0f%%\n", w.label.c_str(), opt.threads[ti],
+                      (fmt("%.2f", row.stats[0].median_s * 1e3) + " [" + fmt("%.2f", row.stats[0].min_s * 1e3) + "-" +
+                       fmt("%.2f", row.stats[0].max_s * 1e3) + "]")
+                          .c_str(),
+                      gflops, 100.0 * gflops / peak[ti]);
+          std::fflush(stdout);
+          rows.push_back(std::move(row));
+          ++done;
+        }
+    }
+    if (progress) std::fprintf(stderr, "%s[%s] %zu/%zu  done\n", tty ? "\r" : "", std::string(30, '#').c_str(), done, steps);
+    if (!opt.sweep.empty()) {
+      plot_sweep(rows, opt);
+      std::printf("wrote %s\n", opt.plot_path.c_str());
+    }
+    std::printf("\n");
+  }
+
+  // The profiler's cost: W1_b1 with its timers idle and with a collector recording every op.
+  if (wants("profiler")) {
+    std::printf("%-28s %3s %24s %24s %8s\n", "profiler (ms)", "thr", "timers idle", "timers recording", "on/off");
+    for (std::size_t ti = 0; ti < opt.threads.size(); ++ti) {
+      engine::set_num_threads(opt.threads[ti]);
+      LayerWorkloadRun run(layer_workloads().front());
+      Row row{"W1_b1_profiler", opt.threads[ti], {"timers_idle", "timers_recording"}, {}, nominal_flops(layer_workloads().front()), 0};
+      row.stats = time_interleaved({[&] { run(); },
+                                    [&] {
+                                      // A fresh collector per call keeps the record list short, as a real
+                                      // profiling run that reads its records after each run would.
+                                      engine::ProfileCollector on;
+                                      run();
+                                    }},
+                                   opt.plan);
+      auto cell = [&](std::size_t k) {
+        return fmt("%.2f", row.stats[k].median_s * 1e3) + " [" + fmt("%.2f", row.stats[k].min_s * 1e3) + "-" +
+               fmt("%.2f", row.stats[k].max_s * 1e3) + "]";
+      };
+      std::printf("%-28s %3d %24s %24s %8.3f\n", "W1_b1", opt.threads[ti], cell(0).c_str(), cell(1).c_str(),
+                  row.stats[1].median_s / row.stats[0].median_s);
+      rows.push_back(std::move(row));
     }
     std::printf("\n");
   }
@@ -340,13 +520,17 @@ int main(int argc, char** argv) {
       std::cerr << "engine-bench: cannot write --json file '" << opt.json_path << "'\n";
       return 1;
     }
+    out.precision(9);
     out << "{\"isa\":\"" << engine::isa_name(engine::active_isa()) << "\",\"records\":[\n";
     bool first = true;
     for (const Row& r : rows)
       for (std::size_t i = 0; i < r.stats.size(); ++i) {
         out << (first ? "" : ",\n") << "{\"what\":\"" << r.what << "\",\"impl\":\"" << r.impls[i]
             << "\",\"threads\":" << r.threads << ",\"median_ms\":" << r.stats[i].median_s * 1e3
-            << ",\"min_ms\":" << r.stats[i].min_s * 1e3 << ",\"max_ms\":" << r.stats[i].max_s * 1e3;
+            << ",\"min_ms\":" << r.stats[i].min_s * 1e3 << ",\"max_ms\":" << r.stats[i].max_s * 1e3
+            << ",\"spread_pct\":" << 100.0 * (r.stats[i].max_s - r.stats[i].min_s) / r.stats[i].median_s
+            << ",\"reps\":" << r.stats[i].reps_s.size();
+        if (r.seq > 0) out << ",\"seq\":" << r.seq;
         if (r.flops > 0) out << ",\"gflops_median\":" << r.flops / r.stats[i].median_s / 1e9;
         if (r.bytes > 0) out << ",\"gbytes_per_s_median\":" << r.bytes / r.stats[i].median_s / 1e9;
         out << "}";
@@ -356,4 +540,13 @@ int main(int argc, char** argv) {
     std::cout << "\nwrote " << opt.json_path << "\n";
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "engine-bench: " << e.what() << "\n";
+    return 1;
+  }
 }

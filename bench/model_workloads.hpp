@@ -1,7 +1,7 @@
-// The whole-layer workloads of ../shared/workloads.json (W1_b1, W1_b8, W2, W3), built from
+// The workloads of ../shared/workloads.json: W1_b1, W1_b8, W2, W3 (whole layers) built from
 // engine's layers with random weights at PyTorch's default-init scales (fixed seed, no denormals):
 // Linear weights and biases U(±1/√fan_in), in_proj xavier U(±√(6/(d + 3d))), zero attention biases,
-// LayerNorm 1 / 0.
+// LayerNorm 1 / 0; W4 (attention alone); and a user's model directory on random inputs.
 #pragma once
 
 #include <cmath>
@@ -11,7 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/profile_scope.hpp"
+#include "engine/error.hpp"
+#include "engine/generation.hpp"
 #include "engine/layers.hpp"
+#include "model_loader.hpp"
 
 namespace engine::bench {
 
@@ -106,6 +110,89 @@ class LayerWorkloadRun {
   std::vector<float> input_, x_, workspace_;
   std::unique_ptr<bool[]> padding_;
   AttentionMask mask_;
+};
+
+// W4 of ../shared/workloads.json: causal attention alone, q, k, v [batch, heads, seq, dk] (W4:
+// [4, 12, 512, 64]).
+class AttentionWorkload {
+ public:
+  explicit AttentionWorkload(std::int64_t batch = 4, std::int64_t heads = 12, std::int64_t seq = 512,
+                             std::int64_t dk = 64)
+      : B_(batch), H_(heads), S_(seq), dk_(dk), n_(static_cast<std::size_t>(batch * heads * seq * dk)),
+        q_(n_), k_(n_), v_(n_), o_(n_) {
+    std::mt19937 rng(1);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (auto* t : {&q_, &k_, &v_})
+      for (float& x : *t) x = dist(rng);
+  }
+  // Causal: about half of the S x S scores, two GEMMs of 2·dk FLOPs per score.
+  double flops() const {
+    return 2.0 * 2.0 * static_cast<double>(B_ * H_) * static_cast<double>(S_) * static_cast<double>(S_ + 1) / 2.0 *
+           static_cast<double>(dk_);
+  }
+  void operator()() {
+    auto view = [&](std::vector<float>& t) { return TensorView(t.data(), {B_, H_, S_, dk_}); };
+    AttentionMask mask;
+    mask.causal = true;
+    const profile::LayerScope layer("attention", -1);
+    const profile::OpScope scope("attention", flops(), 4.0 * 4.0 * static_cast<double>(n_));
+    scaled_dot_product_attention(view(q_), view(k_), view(v_), view(o_), mask);
+  }
+
+ private:
+  std::int64_t B_, H_, S_, dk_;
+  std::size_t n_;
+  std::vector<float> q_, k_, v_, o_;
+};
+
+// A user's model on random inputs: the encoder and/or decoder of any exported model, or a
+// language model's prefill.
+class ModelWorkload {
+ public:
+  ModelWorkload(const std::string& dir, std::int64_t batch, std::int64_t seq) : model_(loader::load_model(dir)), B_(batch), S_(seq) {
+    const ModelConfig& c = model_.config();
+    if (c.positional && seq > c.positional->max_len)
+      engine::fail("--seq ", seq, " exceeds the model's positional max_len ", c.positional->max_len);
+    std::mt19937 rng(0);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    input_.resize(static_cast<std::size_t>(batch * seq * model_.d_model()));
+    for (float& x : input_) x = dist(rng);
+    if (model_.is_language_model()) {
+      generator_ = std::make_unique<Generator>(model_, batch, seq, c.has_decoder() && c.has_encoder() ? seq : 0);
+      std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(model_.vocab() - 1));
+      prompts_.assign(static_cast<std::size_t>(batch), {});
+      for (auto& p : prompts_)
+        for (std::int64_t s = 0; s < seq; ++s) p.push_back(id(rng));
+      if (c.has_encoder() && c.has_decoder()) sources_ = prompts_;
+    } else {
+      session_ = std::make_unique<Session>(model_, batch, seq, seq);
+      memory_.resize(input_.size());
+      target_.resize(input_.size());
+    }
+  }
+  void operator()() {
+    if (generator_) {
+      (void)generator_->prefill(prompts_, sources_);
+      return;
+    }
+    const ModelConfig& c = model_.config();
+    std::copy(input_.begin(), input_.end(), memory_.begin());
+    if (c.has_encoder()) session_->encode(memory_.data(), B_, S_, {});
+    if (c.has_decoder()) {
+      std::copy(input_.begin(), input_.end(), target_.begin());
+      AttentionMask causal;
+      causal.causal = true;
+      session_->decode(target_.data(), memory_.data(), B_, S_, S_, causal, {});
+    }
+  }
+
+ private:
+  Model model_;
+  std::int64_t B_, S_;
+  std::vector<float> input_, memory_, target_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Generator> generator_;
+  std::vector<std::vector<std::int32_t>> prompts_, sources_;
 };
 
 }  // namespace engine::bench

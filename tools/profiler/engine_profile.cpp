@@ -18,91 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/profile_scope.hpp"
 #include "engine/engine.hpp"
-#include "model_loader.hpp"
 #include "model_workloads.hpp"
 #include "profile_report.hpp"
 
 namespace {
-
 using engine::fail;
 using i64 = std::int64_t;
-
-// W4 of ../shared/workloads.json: causal attention, q, k, v [4, 12, 512, 64].
-class AttentionWorkload {
- public:
-  AttentionWorkload() : q_(kN), k_(kN), v_(kN), o_(kN) {
-    std::mt19937 rng(1);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    for (auto* t : {&q_, &k_, &v_})
-      for (float& x : *t) x = dist(rng);
-  }
-  void operator()() {
-    auto view = [](std::vector<float>& t) { return engine::TensorView(t.data(), {4, 12, 512, 64}); };
-    engine::AttentionMask mask;
-    mask.causal = true;
-    const engine::profile::LayerScope layer("W4", -1);
-    const engine::profile::OpScope scope("attention", 2.0 * 2.0 * 48.0 * 512.0 * 513.0 / 2.0 * 64.0,
-                                         4.0 * 4.0 * static_cast<double>(kN));
-    engine::scaled_dot_product_attention(view(q_), view(k_), view(v_), view(o_), mask);
-  }
-
- private:
-  static constexpr std::size_t kN = 4 * 12 * 512 * 64;
-  std::vector<float> q_, k_, v_, o_;
-};
-
-// A user's model on random inputs: the encoder and/or decoder of any exported model, or a
-// language model's prefill.
-class ModelWorkload {
- public:
-  ModelWorkload(const std::string& dir, i64 batch, i64 seq) : model_(engine::loader::load_model(dir)), B_(batch), S_(seq) {
-    const engine::ModelConfig& c = model_.config();
-    if (c.positional && seq > c.positional->max_len)
-      fail("--seq ", seq, " exceeds the model's positional max_len ", c.positional->max_len);
-    std::mt19937 rng(0);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    input_.resize(static_cast<std::size_t>(batch * seq * model_.d_model()));
-    for (float& x : input_) x = dist(rng);
-    if (model_.is_language_model()) {
-      generator_ = std::make_unique<engine::Generator>(model_, batch, seq, c.has_decoder() && c.has_encoder() ? seq : 0);
-      std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(model_.vocab() - 1));
-      prompts_.assign(static_cast<std::size_t>(batch), {});
-      for (auto& p : prompts_)
-        for (i64 s = 0; s < seq; ++s) p.push_back(id(rng));
-      if (c.has_encoder() && c.has_decoder()) sources_ = prompts_;
-    } else {
-      session_ = std::make_unique<engine::Session>(model_, batch, seq, seq);
-      memory_.resize(input_.size());
-      target_.resize(input_.size());
-    }
-  }
-  void operator()() {
-    if (generator_) {
-      (void)generator_->prefill(prompts_, sources_);
-      return;
-    }
-    const engine::ModelConfig& c = model_.config();
-    std::copy(input_.begin(), input_.end(), memory_.begin());
-    if (c.has_encoder()) session_->encode(memory_.data(), B_, S_, {});
-    if (c.has_decoder()) {
-      std::copy(input_.begin(), input_.end(), target_.begin());
-      engine::AttentionMask causal;
-      causal.causal = true;
-      session_->decode(target_.data(), memory_.data(), B_, S_, S_, causal, {});
-    }
-  }
-
- private:
-  engine::Model model_;
-  i64 B_, S_;
-  std::vector<float> input_, memory_, target_;
-  std::unique_ptr<engine::Session> session_;
-  std::unique_ptr<engine::Generator> generator_;
-  std::vector<std::vector<std::int32_t>> prompts_, sources_;
-};
-
+using engine::bench::AttentionWorkload;
+using engine::bench::ModelWorkload;
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <utility>
 
 #include "engine/error.hpp"
+#include "gnuplot.hpp"
 
 namespace engine::profiler {
 
@@ -90,12 +92,9 @@ void write_trace(std::ostream& out, const std::vector<ProfileRecord>& records) {
 }
 
 void write_roofline(const std::string& path, const Report& report, double peak_gflops, double bandwidth_gbs) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext != ".svg" && ext != ".png") fail("--roofline: '", path, "' must end in .svg or .png");
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0)
-    fail("--roofline needs gnuplot (Debian: apt-get install gnuplot-nox)");
-  const std::string data = path + ".dat", script = path + ".gp";
+  const std::string terminal = picture_terminal(path, "--roofline");
   // One data block per op type (gnuplot's "index"), so each gets its own marker and key entry.
+  const std::string data = path + ".dat";
   std::vector<std::string> names;
   double lo = 1e9, hi = 0;
   {
@@ -111,28 +110,22 @@ void write_roofline(const std::string& path, const Report& report, double peak_g
   if (names.empty()) fail("--roofline: no op with FLOPs and bytes to place");
   const double ridge = peak_gflops / bandwidth_gbs;
   const double x0 = std::min(lo, ridge) / 4, x1 = std::max(hi, ridge) * 4;
-  {
-    std::ofstream g(script);
-    g << (ext == ".svg" ? "set terminal svg size 960,640 dynamic noenhanced font 'sans,12'\n"
-                        : "set terminal png size 960,640 noenhanced\n")
-      << "set output '" << path << "'\n"
-      << "set title 'Roofline: op types against the measured FMA peak (" << peak_gflops
-      << " GFLOP/s) and read bandwidth (" << bandwidth_gbs << " GB/s)'\n"
-      << "set logscale xy\nset xlabel 'arithmetic intensity (FLOP/byte)'\nset ylabel 'GFLOP/s'\n"
-      << "set xrange [" << x0 << ":" << x1 << "]\nset yrange [" << peak_gflops / 1000 << ":" << peak_gflops * 2
-      << "]\nset grid\nset key outside right top\n"
-      << "roof(x) = (" << bandwidth_gbs << " * x < " << peak_gflops << ") ? " << bandwidth_gbs << " * x : "
-      << peak_gflops << "\n"
-      << "plot roof(x) with lines lw 2 lc rgb 'black' title 'roofline'";
-    for (std::size_t i = 0; i < names.size(); ++i)
-      g << ", '" << data << "' index " << i << " using 1:2 with points pt " << (5 + 2 * (i % 4)) << " ps 1.6 title '"
-        << names[i] << "'";
-    g << "\n";
-  }
-  const int rc = std::system(("gnuplot '" + script + "' 2>&1").c_str());
-  if (rc != 0) fail("--roofline: gnuplot failed (exit ", rc, ") on ", script);
+  std::ostringstream g;
+  g << "set terminal " << terminal << "\nset output '" << path << "'\n"
+    << "set title 'Roofline: op types against the measured FMA peak (" << peak_gflops
+    << " GFLOP/s) and read bandwidth (" << bandwidth_gbs << " GB/s)'\n"
+    << "set logscale xy\nset xlabel 'arithmetic intensity (FLOP/byte)'\nset ylabel 'GFLOP/s'\n"
+    << "set xrange [" << x0 << ":" << x1 << "]\nset yrange [" << peak_gflops / 1000 << ":" << peak_gflops * 2
+    << "]\nset grid\nset key outside right top\n"
+    << "roof(x) = (" << bandwidth_gbs << " * x < " << peak_gflops << ") ? " << bandwidth_gbs << " * x : "
+    << peak_gflops << "\n"
+    << "plot roof(x) with lines lw 2 lc rgb 'black' title 'roofline'";
+  for (std::size_t i = 0; i < names.size(); ++i)
+    g << ", '" << data << "' index " << i << " using 1:2 with points pt " << (5 + 2 * (i % 4)) << " ps 1.6 title '"
+      << names[i] << "'";
+  g << "\n";
+  run_gnuplot(g.str(), path, "--roofline");
   std::filesystem::remove(data);
-  std::filesystem::remove(script);
 }
 
 }  // namespace engine::profiler

@@ -1,0 +1,97 @@
+// engine-bench's options as a user meets them: a workload's JSON record read back, a user's model,
+// a sweep with its plot, and bad options with a clear message and a non-zero exit.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kModels = std::string(ENGINE_FIXTURES_DIR) + "/models/";
+
+struct Result {
+  int exit_code;
+  std::string output;
+};
+
+Result engine_bench(const std::string& args) {
+  const auto log = fs::temp_directory_path() / ("engine_bench_" + std::to_string(::getpid()) + ".log");
+  const int status = std::system((std::string(ENGINE_BENCH_PATH) + " " + args + " > " + log.string() + " 2>&1").c_str());
+  std::ifstream in(log);
+  std::stringstream s;
+  s << in.rdbuf();
+  fs::remove(log);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
+}
+
+TEST(EngineBench, WritesOneJsonRecordPerWorkloadAndThreadCount) {
+  const auto json = fs::temp_directory_path() / ("engine_bench_" + std::to_string(::getpid()) + ".json");
+  const Result r = engine_bench("--workload W4 --threads 1,2 --quick --json " + json.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(json);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  fs::remove(json);
+  ASSERT_EQ(j.at("records").size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    const auto& rec = j["records"][static_cast<std::size_t>(i)];
+    EXPECT_EQ(rec.at("what"), "W4");
+    EXPECT_EQ(rec.at("threads"), i + 1);
+    const double lo = rec.at("min_ms"), mid = rec.at("median_ms"), hi = rec.at("max_ms");
+    EXPECT_GT(lo, 0.0);
+    EXPECT_LE(lo, mid);
+    EXPECT_LE(mid, hi);
+    EXPECT_NEAR(rec.at("spread_pct").get<double>(), 100.0 * (hi - lo) / mid, 1e-4);
+    EXPECT_EQ(rec.at("reps"), 3);
+    EXPECT_GT(rec.at("gflops_median").get<double>(), 0.0);
+  }
+}
+
+TEST(EngineBench, SweepsAModelAndDrawsThePlot) {
+  const auto plot = fs::temp_directory_path() / ("engine_bench_sweep_" + std::to_string(::getpid()) + ".svg");
+  const Result r = engine_bench("--model " + kModels + "encoder_3_pre_gelu_norm_pe --batch 2 --sweep seq=8,16 --threads 1 "
+                                "--quick --plot " + plot.string());
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("needs gnuplot"), std::string::npos) << r.output;
+    return;
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("model b2 s8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model b2 s16"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2/2"), std::string::npos) << r.output;  // the progress bar's last step
+  std::ifstream in(plot);
+  std::stringstream svg;
+  svg << in.rdbuf();
+  fs::remove(plot);
+  EXPECT_NE(svg.str().find("<svg"), std::string::npos);
+}
+
+TEST(EngineBench, BadOptionsExitNonZeroAndSayWhy) {
+  const struct {
+    std::string args, needle;
+  } cases[] = {
+      {"--workload W9", "unknown workload 'W9'"},
+      {"--threads 1,x", "--threads must be a whole number from 1 to 1024, got 'x'"},
+      {"--threads 0", "--threads must be a whole number"},
+      {"--model /nonexistent --quick", "config.json: cannot open"},
+      {"--sweep seq=128,256", "--sweep needs --model DIR or exactly one --workload"},
+      {"--sweep len=1", "--sweep takes seq=N,N,..."},
+      {"--workload W1_b1 --model " + kModels + "encoder_layer_post_relu", "give --workload or --model, not both"},
+      {"--only nothing", "unknown section 'nothing'"},
+      {"--bogus", "unknown argument '--bogus'"},
+  };
+  for (const auto& c : cases) {
+    const Result r = engine_bench(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
+}  // namespace
