@@ -142,11 +142,14 @@ void SafetensorsFile::validate() {
       else if (dt == "BF16") info.dtype = DType::bf16;
       else fail(where, ": unsupported dtype '", dt, "' (expected F32, F16 or BF16)");
       if (!t.contains("shape") || !t["shape"].is_array()) fail(where, ": missing or non-array 'shape'");
+      // The byte count, not only the element count, stays within 2^62: an F32 tensor of 2^62
+      // elements would otherwise need 2^64 bytes, which wraps to 0 and matched an empty span.
+      const std::uint64_t max_numel = (std::uint64_t{1} << 62) / dtype_bytes(info.dtype);
       std::uint64_t numel = 1;
       for (const auto& d : t["shape"]) {
         if (!d.is_number_integer() || d.get<std::int64_t>() < 0) fail(where, ": shape entries must be integers >= 0");
         const auto dim = d.get<std::uint64_t>();
-        if (dim != 0 && numel > (std::uint64_t{1} << 62) / dim) fail(where, ": the shape's element count overflows");
+        if (dim != 0 && numel > max_numel / dim) fail(where, ": the shape's element count overflows");
         numel *= dim;
         info.shape.push_back(static_cast<std::int64_t>(dim));
       }

@@ -6,12 +6,21 @@
 #include "engine/error.hpp"
 
 namespace engine::loader {
+namespace {
+constexpr int kMaxJsonDepth = 64;  // objects and arrays nested deeper are an error
+}
 
 nlohmann::json parse_strict_json(const char* begin, const char* end, const std::string& origin, const char* what) {
   using nlohmann::json;
   std::vector<std::set<std::string>> keys_per_open_object;
   std::string duplicate;
-  const json::parser_callback_t track_keys = [&](int, json::parse_event_t event, json& parsed) {
+  const json::parser_callback_t track_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    // nlohmann parses and destroys without recursion but prints recursively (dump(), in our error
+    // messages): a few hundred thousand levels, which fit in a config under kMaxConfigBytes,
+    // overflowed the stack. Neither a header nor a config nests more than 3 levels.
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      fail(origin, ": ", what, " nests objects and arrays deeper than ", kMaxJsonDepth, " levels");
     if (event == json::parse_event_t::object_start) {
       keys_per_open_object.emplace_back();
     } else if (event == json::parse_event_t::object_end) {
