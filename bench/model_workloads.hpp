@@ -61,13 +61,7 @@ class LayerWorkloadRun {
     const std::int64_t d = w.d_model, f = w.d_ff;
     std::vector<EncoderLayer> layers;
     for (std::int64_t l = 0; l < w.layers; ++l) {
-      std::vector<float> in_w, out_w, l1_w, l1_b, l2_w, l2_b;
-      uniform(in_w, static_cast<std::size_t>(3 * d * d), std::sqrt(6.0f / static_cast<float>(4 * d)));
-      uniform(out_w, static_cast<std::size_t>(d * d), 1.0f / std::sqrt(static_cast<float>(d)));
-      uniform(l1_w, static_cast<std::size_t>(f * d), 1.0f / std::sqrt(static_cast<float>(d)));
-      uniform(l1_b, static_cast<std::size_t>(f), 1.0f / std::sqrt(static_cast<float>(d)));
-      uniform(l2_w, static_cast<std::size_t>(d * f), 1.0f / std::sqrt(static_cast<float>(f)));
-      uniform(l2_b, static_cast<std::size_t>(d), 1.0f / std::sqrt(static_cast<float>(f)));
+      // Sublayer by sublayer, so that only one sublayer's weights are ever held unpacked (peak RSS).
       const std::vector<float> zeros(static_cast<std::size_t>(3 * d), 0.0f), ones(static_cast<std::size_t>(d), 1.0f);
       LayerConfig c;
       c.d_model = d;
@@ -75,11 +69,20 @@ class LayerWorkloadRun {
       c.d_ff = f;
       c.activation = w.activation;
       c.norm_first = w.norm_first;
-      layers.emplace_back(c, EncoderLayerWeights{{in_w.data(), zeros.data(), out_w.data(), zeros.data()},
-                                                 {l1_w.data(), l1_b.data()},
-                                                 {l2_w.data(), l2_b.data()},
-                                                 {ones.data(), zeros.data()},
-                                                 {ones.data(), zeros.data()}});
+      std::vector<float> a, b2, b3, b4;
+      uniform(a, static_cast<std::size_t>(3 * d * d), std::sqrt(6.0f / static_cast<float>(4 * d)));
+      uniform(b2, static_cast<std::size_t>(d * d), 1.0f / std::sqrt(static_cast<float>(d)));
+      MultiheadAttention attention(MultiheadAttention::Kind::self_attention, d, w.heads,
+                                   {a.data(), zeros.data(), b2.data(), zeros.data()});
+      uniform(a, static_cast<std::size_t>(f * d), 1.0f / std::sqrt(static_cast<float>(d)));   // linear1.weight
+      uniform(b2, static_cast<std::size_t>(f), 1.0f / std::sqrt(static_cast<float>(d)));      // linear1.bias
+      uniform(b3, static_cast<std::size_t>(d * f), 1.0f / std::sqrt(static_cast<float>(f)));  // linear2.weight
+      uniform(b4, static_cast<std::size_t>(d), 1.0f / std::sqrt(static_cast<float>(f)));      // linear2.bias
+      FeedForward ff(d, f, w.activation, {a.data(), b2.data()}, {b3.data(), b4.data()});
+      a = {};
+      b3 = {};
+      layers.emplace_back(c, std::move(attention), std::move(ff), LayerNormWeights{ones.data(), zeros.data()},
+                          LayerNormWeights{ones.data(), zeros.data()});
     }
     encoder_ = std::make_unique<TransformerEncoder>(std::move(layers));
     if (w.sinusoidal) pe_ = std::make_unique<SinusoidalPositionalEncoding>(d, w.seq);

@@ -3,6 +3,7 @@
 // The residual add is fused into the LayerNorm that follows it wherever the order allows.
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
@@ -43,6 +44,19 @@ EncoderLayer::EncoderLayer(const LayerConfig& config, const EncoderLayerWeights&
       ff_(config.d_model, config.d_ff, config.activation, w.linear1, w.linear2) {
   copy_norm(w.norm1, config.d_model, norm1_w_, norm1_b_, "norm1");
   copy_norm(w.norm2, config.d_model, norm2_w_, norm2_b_, "norm2");
+}
+
+EncoderLayer::EncoderLayer(const LayerConfig& config, MultiheadAttention self_attn, FeedForward ff,
+                           const LayerNormWeights& norm1, const LayerNormWeights& norm2)
+    : config_((check_config(config, "EncoderLayer"), config)), self_attn_(std::move(self_attn)), ff_(std::move(ff)) {
+  if (self_attn_.d_model() != config.d_model || self_attn_.heads() != config.heads)
+    fail("EncoderLayer: self_attn has d_model ", self_attn_.d_model(), " and ", self_attn_.heads(),
+         " heads, the config ", config.d_model, " and ", config.heads);
+  if (ff_.d_model() != config.d_model || ff_.d_ff() != config.d_ff || ff_.activation() != config.activation)
+    fail("EncoderLayer: the feed-forward block (d_model ", ff_.d_model(), ", d_ff ", ff_.d_ff(),
+         ") disagrees with the config (", config.d_model, ", ", config.d_ff, ") or its activation");
+  copy_norm(norm1, config.d_model, norm1_w_, norm1_b_, "norm1");
+  copy_norm(norm2, config.d_model, norm2_w_, norm2_b_, "norm2");
 }
 
 std::size_t EncoderLayer::workspace_floats(i64 batch, i64 seq_len) const {

@@ -57,6 +57,9 @@ class FeedForward {
  public:
   FeedForward(std::int64_t d_model, std::int64_t d_ff, Activation activation, const LinearWeights& linear1,
               const LinearWeights& linear2);
+  std::int64_t d_model() const { return d_; }
+  std::int64_t d_ff() const { return d_ff_; }
+  Activation activation() const { return activation_; }
   std::size_t workspace_floats(std::int64_t rows) const { return static_cast<std::size_t>(rows * d_ff_); }
   // out[rows, d] = FFN(x[rows, d]); workspace holds workspace_floats(rows). out may not alias x.
   void forward(const float* x, std::int64_t rows, float* out, float* workspace) const;
@@ -96,6 +99,10 @@ struct EncoderLayerWeights {
 class EncoderLayer {
  public:
   EncoderLayer(const LayerConfig& config, const EncoderLayerWeights& weights);
+  // From sublayers already built (their weights packed): a caller that makes the weights as it goes
+  // never holds all of them unpacked at once. Sizes must agree with config.
+  EncoderLayer(const LayerConfig& config, MultiheadAttention self_attn, FeedForward ff, const LayerNormWeights& norm1,
+               const LayerNormWeights& norm2);
   const LayerConfig& config() const { return config_; }
   std::size_t workspace_floats(std::int64_t batch, std::int64_t seq_len) const;
   // x [B, S, d] is updated in place; mask applies to the self-attention.
