@@ -28,6 +28,15 @@ void take_norm(const std::optional<LayerNormWeights>& norm, std::int64_t d, floa
   b.assign(norm->bias, norm->bias + d);
 }
 
+// The stack's final LayerNorm over x [rows, d], in place; nothing when the stack has none.
+void apply_final_norm(const std::vector<float>& gamma, const std::vector<float>& beta, float eps, std::int64_t d,
+                      float* x, std::int64_t rows, const char* stack) {
+  if (gamma.empty()) return;
+  const profile::LayerScope layer(stack, -1);
+  const profile::OpScope scope("final_norm", 8.0 * static_cast<double>(rows * d), 8.0 * static_cast<double>(rows * d));
+  layer_norm(rows, d, x, nullptr, gamma.data(), beta.data(), eps, x);
+}
+
 }  // namespace
 
 TransformerEncoder::TransformerEncoder(std::vector<EncoderLayer> layers, const std::optional<LayerNormWeights>& final_norm,
@@ -115,19 +124,11 @@ void TransformerDecoder::forward_cached(float* x, std::int64_t batch, std::int64
 }
 
 void TransformerEncoder::final_norm(float* x, std::int64_t rows, const char* stack) const {
-  if (norm_w_.empty()) return;
-  const profile::LayerScope layer(stack, -1);
-  const std::int64_t d = layers_.front().config().d_model;
-  const profile::OpScope scope("final_norm", 8.0 * static_cast<double>(rows * d), 8.0 * static_cast<double>(rows * d));
-  layer_norm(rows, d, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  apply_final_norm(norm_w_, norm_b_, eps_, layers_.front().config().d_model, x, rows, stack);
 }
 
 void TransformerDecoder::final_norm(float* x, std::int64_t rows, const char* stack) const {
-  if (norm_w_.empty()) return;
-  const profile::LayerScope layer(stack, -1);
-  const std::int64_t d = layers_.front().config().d_model;
-  const profile::OpScope scope("final_norm", 8.0 * static_cast<double>(rows * d), 8.0 * static_cast<double>(rows * d));
-  layer_norm(rows, d, x, nullptr, norm_w_.data(), norm_b_.data(), eps_, x);
+  apply_final_norm(norm_w_, norm_b_, eps_, layers_.front().config().d_model, x, rows, stack);
 }
 
 }  // namespace engine

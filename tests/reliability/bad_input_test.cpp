@@ -195,6 +195,13 @@ std::map<std::string, std::function<std::string()>> BadInput::cases() {
                                          std::string(20, '\0')));
        }},
       {"B18", [=, this] { return open_weights(one_tensor("oversized", w2, 8 + 4096)); }},
+      {"B55", [=, this] {
+         // 2^62 F32 elements need 2^64 bytes, which wrapped to 0 and matched an empty span (found by fuzzing).
+         return open_weights(one_tensor("wraps", R"("dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0])", 0));
+       }},
+      {"B56", [=, this] {
+         return open_weights(safetensors("deep", std::string(100000, '[') + std::string(100000, ']'), ""));
+       }},
       // --- config.json ---
       {"B19", [=, this] { return load(path("no_such_model")); }},
       {"B20", [=, this] { return load(model_with_config("c_json", "{", "[")); }},

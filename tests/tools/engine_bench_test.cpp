@@ -8,32 +8,23 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "cli_runner.hpp"
 #include <sstream>
 #include <string>
 
 namespace {
 
 namespace fs = std::filesystem;
+using engine::test::CliResult;
+using engine::test::run_cli;
 const std::string kModels = std::string(ENGINE_FIXTURES_DIR) + "/models/";
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result engine_bench(const std::string& args) {
-  const auto log = fs::temp_directory_path() / ("engine_bench_" + std::to_string(::getpid()) + ".log");
-  const int status = std::system((std::string(ENGINE_BENCH_PATH) + " " + args + " > " + log.string() + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  fs::remove(log);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
-}
+CliResult engine_bench(const std::string& args) { return run_cli(ENGINE_BENCH_PATH, args); }
 
 TEST(EngineBench, WritesOneJsonRecordPerWorkloadAndThreadCount) {
   const auto json = fs::temp_directory_path() / ("engine_bench_" + std::to_string(::getpid()) + ".json");
-  const Result r = engine_bench("--workload W4 --threads 1,2 --quick --json " + json.string());
+  const CliResult r = engine_bench("--workload W4 --threads 1,2 --quick --json " + json.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream in(json);
   const nlohmann::json j = nlohmann::json::parse(in);
@@ -55,7 +46,7 @@ TEST(EngineBench, WritesOneJsonRecordPerWorkloadAndThreadCount) {
 
 TEST(EngineBench, SweepsAModelAndDrawsThePlot) {
   const auto plot = fs::temp_directory_path() / ("engine_bench_sweep_" + std::to_string(::getpid()) + ".svg");
-  const Result r = engine_bench("--model " + kModels + "encoder_3_pre_gelu_norm_pe --batch 2 --sweep seq=8,16 --threads 1 "
+  const CliResult r = engine_bench("--model " + kModels + "encoder_3_pre_gelu_norm_pe --batch 2 --sweep seq=8,16 --threads 1 "
                                 "--quick --plot " + plot.string());
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     EXPECT_NE(r.exit_code, 0);
@@ -88,7 +79,7 @@ TEST(EngineBench, BadOptionsExitNonZeroAndSayWhy) {
       {"--bogus", "unknown argument '--bogus'"},
   };
   for (const auto& c : cases) {
-    const Result r = engine_bench(c.args);
+    const CliResult r = engine_bench(c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
   }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli_runner.hpp"
 #include "fixture_reader.hpp"
 
 namespace engine::test {
@@ -18,20 +19,7 @@ namespace {
 
 const std::string kLm = std::string(ENGINE_FIXTURES_DIR) + "/lm/";
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  const auto log = std::filesystem::temp_directory_path() / ("engine_generate_" + std::to_string(::getpid()) + ".log");
-  const int status = std::system((std::string(ENGINE_GENERATE_PATH) + " " + args + " > " + log.string() + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::filesystem::remove(log);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
-}
+CliResult run(const std::string& args) { return run_cli(ENGINE_GENERATE_PATH, args); }
 
 // "a,b,c" and "a b c" for a fixture's float-coded ids.
 std::string joined(const std::vector<float>& ids, const char* sep) {
@@ -50,7 +38,7 @@ TEST(EngineGenerate, PrintsPyTorchsGreedyIds) {
       if (f.flag("encoder_decoder")) args += " --src-ids " + joined(f.floats("source" + std::to_string(i)), ",");
       want += joined(f.floats("generated" + std::to_string(i)), " ") + "\n";
     }
-    const Result r = run(args);
+    const CliResult r = run(args);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.output, want) << name;
   }
@@ -67,7 +55,7 @@ TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
   }
   const auto& gen = f.floats("generated0");
   const int eos = static_cast<int>(gen[2]);
-  const Result r = run("--model " + kLm + "gpt_post_relu --prompt-ids " + joined(f.floats("prompt0"), ",") +
+  const CliResult r = run("--model " + kLm + "gpt_post_relu --prompt-ids " + joined(f.floats("prompt0"), ",") +
                        " --max-new 10 --eos " + std::to_string(eos) + " --vocab " + vocab.string());
   std::filesystem::remove(vocab);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -100,7 +88,7 @@ TEST(EngineGenerate, BadInvocationsExitNonZeroAndSayWhy) {
       {gpt + " --prompt-ids 3 --max-new 0", "--max-new"},
   };
   for (const auto& c : cases) {
-    const Result r = run(c.args);
+    const CliResult r = run(c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
   }

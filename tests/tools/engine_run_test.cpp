@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli_runner.hpp"
 #include "fixture_reader.hpp"
 #include "npy.hpp"
 
@@ -19,20 +20,7 @@ namespace {
 
 const std::string kModels = std::string(ENGINE_FIXTURES_DIR) + "/models/";
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  const std::string log = (std::filesystem::temp_directory_path() / ("engine_run_" + std::to_string(::getpid()) + ".log")).string();
-  const int status = std::system((std::string(ENGINE_RUN_PATH) + " " + args + " > " + log + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::filesystem::remove(log);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
-}
+CliResult run(const std::string& args) { return run_cli(ENGINE_RUN_PATH, args); }
 
 class EngineRun : public ::testing::TestWithParam<std::string> {};
 
@@ -51,7 +39,7 @@ TEST_P(EngineRun, MatchesPyTorchThroughNpyFiles) {
     }
   if (f.flag("src_causal")) args += " --src-causal";
   if (f.flag("tgt_causal")) args += " --tgt-causal";
-  const Result r = run(args);
+  const CliResult r = run(args);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const npy::Array got = npy::read(out), want = npy::read(dir + "/expected.npy");
   std::filesystem::remove(out);
@@ -82,7 +70,7 @@ TEST(EngineRunErrors, BadInvocationsExitNonZeroAndSayWhy) {
       {"--model " + e + " --src " + e + "/src.npy --out /tmp/o.npy --threads 0", "--threads"},
   };
   for (const auto& c : cases) {
-    const Result r = run(c.args);
+    const CliResult r = run(c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
   }

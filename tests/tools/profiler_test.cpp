@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/model.hpp"
+#include "cli_runner.hpp"
 #include "fixture_reader.hpp"
 #include "model_loader.hpp"
 #include "profile_report.hpp"
@@ -122,24 +123,11 @@ TEST(Profiler, TraceIsChromeTraceEventJson) {
   }
 }
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result engine_profile(const std::string& args) {
-  const auto log = std::filesystem::temp_directory_path() / ("engine_profile_" + std::to_string(::getpid()) + ".log");
-  const int status = std::system((std::string(ENGINE_PROFILE_PATH) + " " + args + " > " + log.string() + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::filesystem::remove(log);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
-}
+CliResult engine_profile(const std::string& args) { return run_cli(ENGINE_PROFILE_PATH, args); }
 
 TEST(EngineProfile, ProfilesAModelAndWritesATrace) {
   const auto trace = std::filesystem::temp_directory_path() / ("engine_profile_trace_" + std::to_string(::getpid()) + ".json");
-  const Result r = engine_profile("--model " + kModels + "transformer_2_2_post_relu_pe_concat --batch 2 --seq 16 "
+  const CliResult r = engine_profile("--model " + kModels + "transformer_2_2_post_relu_pe_concat --batch 2 --seq 16 "
                                   "--threads 1 --runs 2 --trace " + trace.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* needle : {"encoder.layers.1", "decoder.layers.0", "cross_attention", "by op type", "2 run(s)"})
@@ -164,7 +152,7 @@ TEST(EngineProfile, BadOptionsExitNonZeroAndSayWhy) {
       {"--model " + kModels + "encoder_layer_post_relu --seq 4 --roofline /tmp/x.pdf", "must end in .svg or .png"},
   };
   for (const auto& c : cases) {
-    const Result r = engine_profile(c.args);
+    const CliResult r = engine_profile(c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
   }
