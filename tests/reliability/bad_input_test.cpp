@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.hpp"
 #include "engine/engine.hpp"
 #include "fixture_reader.hpp"
 #include "model_loader.hpp"
@@ -126,10 +127,8 @@ class BadInput : public ::testing::Test {
 
   // engine-run's exit status and output; a zero exit is reported as a failure marker.
   std::string engine_run(const std::string& args) const {
-    const std::string log = path("engine_run.log");
-    const int status = std::system((std::string(ENGINE_RUN_PATH) + " " + args + " > " + log + " 2>&1").c_str());
-    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return code == 0 ? "<exit 0>" : read_text(log);
+    const CliResult r = run_cli(ENGINE_RUN_PATH, args);
+    return r.exit_code == 0 ? "<exit 0>" : r.output;
   }
   // A .npy file with the given descr, shape text and raw data.
   std::string npy(const std::string& name, const std::string& descr, const std::string& shape,

@@ -8,15 +8,16 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
-#include "cli_runner.hpp"
 #include <sstream>
 #include <string>
+
+#include "cli_runner.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using engine::test::CliResult;
+using engine::test::expect_cli_failures;
 using engine::test::run_cli;
 const std::string kModels = std::string(ENGINE_FIXTURES_DIR) + "/models/";
 
@@ -46,8 +47,10 @@ TEST(EngineBench, WritesOneJsonRecordPerWorkloadAndThreadCount) {
 
 TEST(EngineBench, SweepsAModelAndDrawsThePlot) {
   const auto plot = fs::temp_directory_path() / ("engine_bench_sweep_" + std::to_string(::getpid()) + ".svg");
-  const CliResult r = engine_bench("--model " + kModels + "encoder_3_pre_gelu_norm_pe --batch 2 --sweep seq=8,16 --threads 1 "
-                                "--quick --plot " + plot.string());
+  const CliResult r = engine_bench("--model " + kModels +
+                                   "encoder_3_pre_gelu_norm_pe --batch 2 --sweep seq=8,16 --threads 1 "
+                                   "--quick --plot " +
+                                   plot.string());
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("needs gnuplot"), std::string::npos) << r.output;
@@ -65,24 +68,19 @@ TEST(EngineBench, SweepsAModelAndDrawsThePlot) {
 }
 
 TEST(EngineBench, BadOptionsExitNonZeroAndSayWhy) {
-  const struct {
-    std::string args, needle;
-  } cases[] = {
-      {"--workload W9", "unknown workload 'W9'"},
-      {"--threads 1,x", "--threads must be a whole number from 1 to 1024, got 'x'"},
-      {"--threads 0", "--threads must be a whole number"},
-      {"--model /nonexistent --quick", "config.json: cannot open"},
-      {"--sweep seq=128,256", "--sweep needs --model DIR or exactly one --workload"},
-      {"--sweep len=1", "--sweep takes seq=N,N,..."},
-      {"--workload W1_b1 --model " + kModels + "encoder_layer_post_relu", "give --workload or --model, not both"},
-      {"--only nothing", "unknown section 'nothing'"},
-      {"--bogus", "unknown argument '--bogus'"},
-  };
-  for (const auto& c : cases) {
-    const CliResult r = engine_bench(c.args);
-    EXPECT_NE(r.exit_code, 0) << c.args;
-    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
-  }
+  expect_cli_failures(
+      ENGINE_BENCH_PATH,
+      {
+          {"--workload W9", "unknown workload 'W9'"},
+          {"--threads 1,x", "--threads must be a whole number from 1 to 1024, got 'x'"},
+          {"--threads 0", "--threads must be a whole number"},
+          {"--model /nonexistent --quick", "config.json: cannot open"},
+          {"--sweep seq=128,256", "--sweep needs --model DIR or exactly one --workload"},
+          {"--sweep len=1", "--sweep takes seq=N,N,..."},
+          {"--workload W1_b1 --model " + kModels + "encoder_layer_post_relu", "give --workload or --model, not both"},
+          {"--only nothing", "unknown section 'nothing'"},
+          {"--bogus", "unknown argument '--bogus'"},
+      });
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
   const auto& gen = f.floats("generated0");
   const int eos = static_cast<int>(gen[2]);
   const CliResult r = run("--model " + kLm + "gpt_post_relu --prompt-ids " + joined(f.floats("prompt0"), ",") +
-                       " --max-new 10 --eos " + std::to_string(eos) + " --vocab " + vocab.string());
+                          " --max-new 10 --eos " + std::to_string(eos) + " --vocab " + vocab.string());
   std::filesystem::remove(vocab);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::size_t stop = 0;
@@ -73,25 +73,20 @@ TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
 
 TEST(EngineGenerate, BadInvocationsExitNonZeroAndSayWhy) {
   const std::string gpt = "--model " + kLm + "gpt_post_relu";
-  const struct {
-    std::string args, needle;
-  } cases[] = {
-      {"--model " + std::string(ENGINE_FIXTURES_DIR) + "/models/encoder_layer_post_relu --prompt-ids 1 --max-new 2",
-       "not a language model"},
-      {gpt + " --prompt-ids 3,x --max-new 2", "--prompt-ids: 'x' is not a token id"},
-      {gpt + " --prompt-ids 3,48 --max-new 2", "prompt 0 token 1 is id 48, outside the vocabulary [0, 48)"},
-      {gpt + " --prompt-ids 3 --max-new 200", "plus --max-new 200 exceeds the model's max_len 96"},
-      {gpt + " --prompt-ids 3 --max-new 2 --eos 99", "--eos 99 is outside the vocabulary"},
-      {gpt + " --prompt-ids 3 --max-new 2 --src-ids 4", "a decoder-only model takes no sources"},
-      {"--model " + kLm + "seq2seq_post_relu --prompt-ids 3 --max-new 2", "needs one source per prompt"},
-      {gpt + " --prompt-ids 3 --max-new 2 --vocab /nonexistent.json", "cannot open the vocabulary"},
-      {gpt + " --prompt-ids 3 --max-new 0", "--max-new"},
-  };
-  for (const auto& c : cases) {
-    const CliResult r = run(c.args);
-    EXPECT_NE(r.exit_code, 0) << c.args;
-    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
-  }
+  expect_cli_failures(
+      ENGINE_GENERATE_PATH,
+      {
+          {"--model " + std::string(ENGINE_FIXTURES_DIR) + "/models/encoder_layer_post_relu --prompt-ids 1 --max-new 2",
+           "not a language model"},
+          {gpt + " --prompt-ids 3,x --max-new 2", "--prompt-ids: 'x' is not a token id"},
+          {gpt + " --prompt-ids 3,48 --max-new 2", "prompt 0 token 1 is id 48, outside the vocabulary [0, 48)"},
+          {gpt + " --prompt-ids 3 --max-new 200", "plus --max-new 200 exceeds the model's max_len 96"},
+          {gpt + " --prompt-ids 3 --max-new 2 --eos 99", "--eos 99 is outside the vocabulary"},
+          {gpt + " --prompt-ids 3 --max-new 2 --src-ids 4", "a decoder-only model takes no sources"},
+          {"--model " + kLm + "seq2seq_post_relu --prompt-ids 3 --max-new 2", "needs one source per prompt"},
+          {gpt + " --prompt-ids 3 --max-new 2 --vocab /nonexistent.json", "cannot open the vocabulary"},
+          {gpt + " --prompt-ids 3 --max-new 0", "--max-new"},
+      });
 }
 
 }  // namespace

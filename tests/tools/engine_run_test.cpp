@@ -55,25 +55,20 @@ INSTANTIATE_TEST_SUITE_P(Exported, EngineRun,
 TEST(EngineRunErrors, BadInvocationsExitNonZeroAndSayWhy) {
   const std::string t = kModels + "transformer_2_2_post_relu_pe_concat";
   const std::string e = kModels + "encoder_layer_post_relu";
-  const struct {
-    std::string args, needle;
-  } cases[] = {
-      {"--src x.npy --out o.npy", "--model is required"},
-      {"--model /nonexistent --src x.npy --out o.npy", "config.json: cannot open"},
-      {"--model " + t + " --src " + t + "/src.npy --out /tmp/o.npy", "--tgt is required"},
-      {"--model " + e + " --src " + e + "/src.npy --tgt " + e + "/src.npy --out /tmp/o.npy", "has no decoder"},
-      {"--model " + t + " --src " + t + "/tgt.npy --tgt " + t + "/tgt.npy --src-key-padding-mask " + t +
-           "/src_key_padding_mask.npy --out /tmp/o.npy",
-       "--src-key-padding-mask must have shape [2, 9], got [2, 17]"},
-      {"--model " + e + " --src " + e + "/src_key_padding_mask.npy --out /tmp/o.npy", "--src must be float32"},
-      {"--model " + e + " --src " + e + "/missing.npy --out /tmp/o.npy", "missing.npy: cannot open"},
-      {"--model " + e + " --src " + e + "/src.npy --out /tmp/o.npy --threads 0", "--threads"},
-  };
-  for (const auto& c : cases) {
-    const CliResult r = run(c.args);
-    EXPECT_NE(r.exit_code, 0) << c.args;
-    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
-  }
+  expect_cli_failures(
+      ENGINE_RUN_PATH,
+      {
+          {"--src x.npy --out o.npy", "--model is required"},
+          {"--model /nonexistent --src x.npy --out o.npy", "config.json: cannot open"},
+          {"--model " + t + " --src " + t + "/src.npy --out /tmp/o.npy", "--tgt is required"},
+          {"--model " + e + " --src " + e + "/src.npy --tgt " + e + "/src.npy --out /tmp/o.npy", "has no decoder"},
+          {"--model " + t + " --src " + t + "/tgt.npy --tgt " + t + "/tgt.npy --src-key-padding-mask " + t +
+               "/src_key_padding_mask.npy --out /tmp/o.npy",
+           "--src-key-padding-mask must have shape [2, 9], got [2, 17]"},
+          {"--model " + e + " --src " + e + "/src_key_padding_mask.npy --out /tmp/o.npy", "--src must be float32"},
+          {"--model " + e + " --src " + e + "/missing.npy --out /tmp/o.npy", "missing.npy: cannot open"},
+          {"--model " + e + " --src " + e + "/src.npy --out /tmp/o.npy --threads 0", "--threads"},
+      });
 }
 
 }  // namespace

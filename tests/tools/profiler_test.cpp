@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/model.hpp"
 #include "cli_runner.hpp"
+#include "engine/model.hpp"
 #include "fixture_reader.hpp"
 #include "model_loader.hpp"
 #include "profile_report.hpp"
@@ -49,8 +49,8 @@ TEST(Profiler, SessionRecordsEveryLayerAndOpAndChangesNoBit) {
     sum_us += r.duration_us;
   }
   for (int layer = 0; layer < 2; ++layer)
-    for (const char* op : {"qkv_projection", "attention", "output_projection", "add_norm", "ffn_up_activation",
-                           "ffn_down"})
+    for (const char* op :
+         {"qkv_projection", "attention", "output_projection", "add_norm", "ffn_up_activation", "ffn_down"})
       EXPECT_TRUE(seen.count("encoder.layers." + std::to_string(layer) + " " + op)) << layer << " " << op;
   EXPECT_TRUE(seen.count("encoder final_norm"));
   EXPECT_TRUE(seen.count("model positional_encoding"));
@@ -65,9 +65,9 @@ TEST(Profiler, SessionRecordsEveryLayerAndOpAndChangesNoBit) {
   seen.clear();
   for (const ProfileRecord& r : session.profile()) seen.insert(r.layer_name() + " " + r.op);
   for (int layer = 0; layer < 2; ++layer)
-    for (const char* op : {"qkv_projection", "attention", "output_projection", "cross_q_projection",
-                           "cross_kv_projection", "cross_attention", "cross_output_projection", "add_norm",
-                           "ffn_up_activation", "ffn_down"})
+    for (const char* op :
+         {"qkv_projection", "attention", "output_projection", "cross_q_projection", "cross_kv_projection",
+          "cross_attention", "cross_output_projection", "add_norm", "ffn_up_activation", "ffn_down"})
       EXPECT_TRUE(seen.count("decoder.layers." + std::to_string(layer) + " " + op)) << layer << " " << op;
 }
 
@@ -126,9 +126,12 @@ TEST(Profiler, TraceIsChromeTraceEventJson) {
 CliResult engine_profile(const std::string& args) { return run_cli(ENGINE_PROFILE_PATH, args); }
 
 TEST(EngineProfile, ProfilesAModelAndWritesATrace) {
-  const auto trace = std::filesystem::temp_directory_path() / ("engine_profile_trace_" + std::to_string(::getpid()) + ".json");
-  const CliResult r = engine_profile("--model " + kModels + "transformer_2_2_post_relu_pe_concat --batch 2 --seq 16 "
-                                  "--threads 1 --runs 2 --trace " + trace.string());
+  const auto trace =
+      std::filesystem::temp_directory_path() / ("engine_profile_trace_" + std::to_string(::getpid()) + ".json");
+  const CliResult r = engine_profile("--model " + kModels +
+                                     "transformer_2_2_post_relu_pe_concat --batch 2 --seq 16 "
+                                     "--threads 1 --runs 2 --trace " +
+                                     trace.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* needle : {"encoder.layers.1", "decoder.layers.0", "cross_attention", "by op type", "2 run(s)"})
     EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
@@ -139,23 +142,19 @@ TEST(EngineProfile, ProfilesAModelAndWritesATrace) {
 }
 
 TEST(EngineProfile, BadOptionsExitNonZeroAndSayWhy) {
-  const struct {
-    std::string args, needle;
-  } cases[] = {
-      {"--workload W9", "unknown workload 'W9' (expected W1_b1, W1_b8, W2, W3 or W4)"},
-      {"--workload W1_b1 --threads 0", "--threads"},
-      {"--workload W1_b1 --threads 1,2", "--threads"},
-      {"--model /nonexistent", "config.json: cannot open"},
-      {"", "give --workload ID or --model DIR"},
-      {"--workload W1_b1 --model " + kModels + "encoder_layer_post_relu", "excludes"},
-      {"--model " + kModels + "encoder_3_pre_gelu_norm_pe --seq 65", "--seq 65 exceeds the model's positional max_len 64"},
-      {"--model " + kModels + "encoder_layer_post_relu --seq 4 --roofline /tmp/x.pdf", "must end in .svg or .png"},
-  };
-  for (const auto& c : cases) {
-    const CliResult r = engine_profile(c.args);
-    EXPECT_NE(r.exit_code, 0) << c.args;
-    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
-  }
+  expect_cli_failures(
+      ENGINE_PROFILE_PATH,
+      {
+          {"--workload W9", "unknown workload 'W9' (expected W1_b1, W1_b8, W2, W3 or W4)"},
+          {"--workload W1_b1 --threads 0", "--threads"},
+          {"--workload W1_b1 --threads 1,2", "--threads"},
+          {"--model /nonexistent", "config.json: cannot open"},
+          {"", "give --workload ID or --model DIR"},
+          {"--workload W1_b1 --model " + kModels + "encoder_layer_post_relu", "excludes"},
+          {"--model " + kModels + "encoder_3_pre_gelu_norm_pe --seq 65",
+           "--seq 65 exceeds the model's positional max_len 64"},
+          {"--model " + kModels + "encoder_layer_post_relu --seq 4 --roofline /tmp/x.pdf", "must end in .svg or .png"},
+      });
 }
 
 }  // namespace
