@@ -8,10 +8,40 @@
 #include <algorithm>
 
 #include "engine/error.hpp"
+#include "workspace_limits.hpp"
 
 namespace engine {
 namespace {
 using i64 = std::int64_t;
+using Sequences = std::vector<std::vector<std::int32_t>>;
+
+// Checks a batch of token sequences (`what` names them in errors: "prompt", "source"): each holds
+// 1 to `limit` tokens, every id in [0, vocab). Returns the longest length.
+i64 check_sequences(const Sequences& seqs, const char* what, i64 limit, const char* limit_name, i64 vocab) {
+  i64 longest = 0;
+  for (std::size_t b = 0; b < seqs.size(); ++b) {
+    const auto& seq = seqs[b];
+    if (seq.empty()) fail("Generator::prefill: ", what, " ", b, " is empty (it needs at least one token)");
+    if (static_cast<i64>(seq.size()) > limit)
+      fail("Generator::prefill: ", what, " ", b, " has ", seq.size(), " tokens, more than ", limit_name, " ", limit);
+    for (std::size_t s = 0; s < seq.size(); ++s)
+      if (seq[s] < 0 || seq[s] >= vocab)
+        fail("Generator::prefill: ", what, " ", b, " token ", s, " is id ", seq[s], ", outside the vocabulary [0, ",
+             vocab, ")");
+    longest = std::max<i64>(longest, static_cast<i64>(seq.size()));
+  }
+  return longest;
+}
+
+// ids [seqs.size(), width] = the sequences, padded with id 0 (which no real query ever sees).
+void pad_into(std::int32_t* ids, const Sequences& seqs, i64 width) {
+  for (std::size_t b = 0; b < seqs.size(); ++b) {
+    std::int32_t* row = ids + static_cast<i64>(b) * width;
+    std::fill_n(row, width, 0);
+    std::copy(seqs[b].begin(), seqs[b].end(), row);
+  }
+}
+
 }  // namespace
 
 Generator::Generator(const Model& model, i64 max_batch, i64 max_len, i64 max_src_len, const SessionOptions& options)
@@ -30,6 +60,8 @@ Generator::Generator(const Model& model, i64 max_batch, i64 max_len, i64 max_src
     fail("Generator: an encoder-decoder model needs max_src_len in [1, ", c.positional->max_len, "], got ",
          max_src_len);
   if (!encoder_decoder_) max_src_len_ = 0;
+  model_limits::check_tokens("Generator", max_batch, "max_len", max_len);
+  model_limits::check_tokens("Generator", max_batch, "max_src_len", max_src_len_);
 
   const i64 d = model.d_model(), V = model.vocab(), B = max_batch;
   const i64 layers = encoder_decoder_ ? c.num_decoder_layers : c.num_encoder_layers;
@@ -54,9 +86,10 @@ Generator::Generator(const Model& model, i64 max_batch, i64 max_len, i64 max_src
   const ArenaSlot lengths = plan.reserve<std::int32_t>("lengths", static_cast<std::size_t>(B));
   const ArenaSlot src_lengths = plan.reserve<std::int32_t>("source lengths", static_cast<std::size_t>(B));
   const ArenaSlot visible = plan.reserve<std::int32_t>("visible keys", static_cast<std::size_t>(B));
-  if (options.memory_limit_bytes != 0 && plan.total_bytes() > options.memory_limit_bytes)
-    fail("Generator: batch ", B, ", max_len ", max_len, " needs ", plan.total_bytes(), " bytes, over the memory limit of ",
-         options.memory_limit_bytes, " bytes");
+  model_limits::check_bytes("Generator",
+                            "batch " + std::to_string(B) + ", max_len " + std::to_string(max_len) + ", max_src_len " +
+                                std::to_string(max_src_len_),
+                            plan.total_bytes(), options);
   arena_ = Arena(plan);
   for (i64 i = 0; i < layers; ++i) {
     self_caches_.push_back({arena_.at<float>(self_k[i]), arena_.at<float>(self_v[i]), max_len});
@@ -79,39 +112,15 @@ std::span<const float> Generator::prefill(const std::vector<std::vector<std::int
   batch_ = 0;  // until this prefill succeeds, there is no batch to step
   const i64 B = static_cast<i64>(prompts.size()), V = model_.vocab();
   if (B < 1 || B > max_batch_) fail("Generator::prefill: got ", B, " prompts, expected 1 to ", max_batch_);
-  i64 longest = 0;
-  for (i64 b = 0; b < B; ++b) {
-    const auto& p = prompts[static_cast<std::size_t>(b)];
-    if (p.empty()) fail("Generator::prefill: prompt ", b, " is empty (it needs at least one token, e.g. BOS)");
-    if (static_cast<i64>(p.size()) > max_len_)
-      fail("Generator::prefill: prompt ", b, " has ", p.size(), " tokens, more than max_len ", max_len_);
-    for (std::size_t s = 0; s < p.size(); ++s)
-      if (p[s] < 0 || p[s] >= V)
-        fail("Generator::prefill: prompt ", b, " token ", s, " is id ", p[s], ", outside the vocabulary [0, ", V, ")");
-    longest = std::max<i64>(longest, static_cast<i64>(p.size()));
-  }
+  const i64 longest = check_sequences(prompts, "prompt", max_len_, "max_len", V);
   if (encoder_decoder_) {
     if (static_cast<i64>(sources.size()) != B)
       fail("Generator::prefill: an encoder-decoder model needs one source per prompt, got ", sources.size(),
            " sources for ", B, " prompts");
-    src_len_ = 0;
-    for (i64 b = 0; b < B; ++b) {
-      const auto& s = sources[static_cast<std::size_t>(b)];
-      if (s.empty()) fail("Generator::prefill: source ", b, " is empty");
-      if (static_cast<i64>(s.size()) > max_src_len_)
-        fail("Generator::prefill: source ", b, " has ", s.size(), " tokens, more than max_src_len ", max_src_len_);
-      for (std::size_t j = 0; j < s.size(); ++j)
-        if (s[j] < 0 || s[j] >= V)
-          fail("Generator::prefill: source ", b, " token ", j, " is id ", s[j], ", outside the vocabulary [0, ", V, ")");
-      src_len_ = std::max<i64>(src_len_, static_cast<i64>(s.size()));
-    }
-    // Encode the padded sources once; the pad id (0) is never seen past each source's length.
-    for (i64 b = 0; b < B; ++b) {
-      const auto& s = sources[static_cast<std::size_t>(b)];
-      std::fill_n(ids_ + b * src_len_, src_len_, 0);
-      std::copy(s.begin(), s.end(), ids_ + b * src_len_);
-      src_lengths_[b] = static_cast<std::int32_t>(s.size());
-    }
+    src_len_ = check_sequences(sources, "source", max_src_len_, "max_src_len", V);
+    pad_into(ids_, sources, src_len_);
+    for (i64 b = 0; b < B; ++b)
+      src_lengths_[b] = static_cast<std::int32_t>(sources[static_cast<std::size_t>(b)].size());
     model_.embed(ids_, B, src_len_, nullptr, memory_);
     AttentionMask src_mask;
     src_mask.valid_lengths = {src_lengths_, static_cast<std::size_t>(B)};
@@ -122,12 +131,10 @@ std::span<const float> Generator::prefill(const std::vector<std::vector<std::int
   }
 
   batch_ = B;
+  pad_into(ids_, prompts, longest);
   for (i64 b = 0; b < B; ++b) {
-    const auto& p = prompts[static_cast<std::size_t>(b)];
-    std::fill_n(ids_ + b * longest, longest, 0);
-    std::copy(p.begin(), p.end(), ids_ + b * longest);
     lengths_[b] = 0;
-    visible_[b] = static_cast<std::int32_t>(p.size());
+    visible_[b] = static_cast<std::int32_t>(prompts[static_cast<std::size_t>(b)].size());
   }
   AttentionMask mask;
   mask.causal = true;
@@ -147,11 +154,11 @@ std::span<const float> Generator::step(std::span<const std::int32_t> tokens) {
   i64 kv_len = 0;
   for (i64 b = 0; b < batch_; ++b) {
     if (lengths_[b] + 1 > max_len_)
-      fail("Generator::step: sequence ", b, " already holds ", lengths_[b], " tokens; one more would outgrow the cache of max_len ",
-           max_len_);
+      fail("Generator::step: sequence ", b, " already holds ", lengths_[b],
+           " tokens; one more would outgrow the cache of max_len ", max_len_);
     if (tokens[static_cast<std::size_t>(b)] < 0 || tokens[static_cast<std::size_t>(b)] >= model_.vocab())
-      fail("Generator::step: token ", b, " is id ", tokens[static_cast<std::size_t>(b)], ", outside the vocabulary [0, ",
-           model_.vocab(), ")");
+      fail("Generator::step: token ", b, " is id ", tokens[static_cast<std::size_t>(b)],
+           ", outside the vocabulary [0, ", model_.vocab(), ")");
     visible_[b] = lengths_[b] + 1;
     kv_len = std::max<i64>(kv_len, visible_[b]);
   }
@@ -165,10 +172,12 @@ void Generator::set_lengths(std::span<const std::int32_t> lengths) {
   const i64 B = static_cast<i64>(lengths.size());
   if (B < 1 || B > max_batch_) fail("Generator::set_lengths: got ", B, " lengths, expected 1 to ", max_batch_);
   if (encoder_decoder_ && B != batch_)
-    fail("Generator::set_lengths: an encoder-decoder model keeps the batch of ", batch_, " of its last prefill, got ", B);
+    fail("Generator::set_lengths: an encoder-decoder model keeps the batch of ", batch_, " of its last prefill, got ",
+         B);
   for (i64 b = 0; b < B; ++b)
     if (lengths[static_cast<std::size_t>(b)] < 1 || lengths[static_cast<std::size_t>(b)] > max_len_)
-      fail("Generator::set_lengths: length ", b, " is ", lengths[static_cast<std::size_t>(b)], ", outside [1, ", max_len_, "]");
+      fail("Generator::set_lengths: length ", b, " is ", lengths[static_cast<std::size_t>(b)], ", outside [1, ",
+           max_len_, "]");
   std::copy(lengths.begin(), lengths.end(), lengths_);
   batch_ = B;
 }

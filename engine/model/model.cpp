@@ -9,6 +9,7 @@
 
 #include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
+#include "workspace_limits.hpp"
 
 namespace engine {
 namespace {
@@ -269,17 +270,32 @@ std::size_t physical_memory_bytes() {
 
 }  // namespace
 
+namespace model_limits {
+
+void check_tokens(const char* who, std::int64_t batch, const char* length_name, std::int64_t length) {
+  constexpr std::int64_t kMaxTokens = std::int64_t{1} << 31;
+  if (length > kMaxTokens / batch)
+    fail(who, ": max_batch x ", length_name, " = ", batch, " x ", length, " exceeds 2^31 tokens");
+}
+
+void check_bytes(const char* who, const std::string& what, std::size_t bytes, const SessionOptions& options) {
+  if (options.memory_limit_bytes != 0 && bytes > options.memory_limit_bytes)
+    fail(who, ": ", what, " needs ", bytes, " bytes, over the memory limit of ", options.memory_limit_bytes, " bytes");
+  if (options.memory_limit_bytes == 0 && bytes > physical_memory_bytes())
+    fail(who, ": ", what, " needs ", bytes, " bytes, over the ", physical_memory_bytes(), " bytes of physical memory");
+}
+
+}  // namespace model_limits
+
 Session::Session(const Model& model, std::int64_t max_batch, std::int64_t max_src_len, std::int64_t max_tgt_len,
                  const SessionOptions& options)
     : model_(model), max_batch_(max_batch), max_src_len_(max_src_len), max_tgt_len_(max_tgt_len) {
-  constexpr std::int64_t kMaxTokens = std::int64_t{1} << 31;
   if (max_batch < 1) fail("Session: max_batch must be >= 1, got ", max_batch);
   if (max_src_len < 1) fail("Session: max_src_len must be >= 1, got ", max_src_len);
   if (model.config().has_decoder() && max_tgt_len < 1)
     fail("Session: a model with a decoder needs max_tgt_len >= 1, got ", max_tgt_len);
   for (const auto& [name, len] : {std::pair{"max_src_len", max_src_len}, std::pair{"max_tgt_len", max_tgt_len}}) {
-    if (len > kMaxTokens / max_batch)
-      fail("Session: max_batch x ", name, " = ", max_batch, " x ", len, " exceeds 2^31 tokens");
+    model_limits::check_tokens("Session", max_batch, name, len);
     const auto& pe = model.config().positional;
     if (pe && pe->first_position + len > pe->max_len)
       fail("Session: ", name, " ", len, " exceeds the positional encoding's max_len ", pe->max_len,
@@ -288,11 +304,10 @@ Session::Session(const Model& model, std::int64_t max_batch, std::int64_t max_sr
   ArenaPlan plan;
   const ArenaSlot slot = plan.reserve<float>("model workspace", model.workspace_floats(max_batch, max_src_len,
                                                                                       std::max<std::int64_t>(1, max_tgt_len)));
-  const std::size_t limit = options.memory_limit_bytes ? options.memory_limit_bytes : physical_memory_bytes();
-  if (plan.total_bytes() > limit)
-    fail("Session: the workspace for batch ", max_batch, ", max_src_len ", max_src_len, ", max_tgt_len ", max_tgt_len,
-         " needs ", plan.total_bytes(), " bytes, over the ", options.memory_limit_bytes ? "memory limit of " : "",
-         limit, options.memory_limit_bytes ? " bytes" : " bytes of physical memory");
+  model_limits::check_bytes("Session",
+                            "the workspace for batch " + std::to_string(max_batch) + ", max_src_len " +
+                                std::to_string(max_src_len) + ", max_tgt_len " + std::to_string(max_tgt_len),
+                            plan.total_bytes(), options);
   arena_ = Arena(plan);
   workspace_ = arena_.at<float>(slot);
 }

@@ -150,6 +150,7 @@ TEST(Generator, BadInputGetsClearErrors) {
   expect_error([&] { (void)gen.step(Ids{1, 1}); }, "sequence 0 already holds 8 tokens; one more would outgrow the cache of max_len 8");
   expect_error([&] { (void)gen.generate({Ids(5, 1)}, 5); }, "with max_new 5 it would outgrow the cache of max_len 8");
   expect_error([&] { Generator g(gpt, 1, 97); }, "max_len must be in [1, 96]");
+  expect_error([&] { Generator g(gpt, 1, 8, 0, {.memory_limit_bytes = 1024}); }, "over the memory limit of 1024 bytes");
   Generator s2s(seq2seq, 1, 8, 4);
   expect_error([&] { (void)s2s.prefill({{1}}); }, "needs one source per prompt, got 0 sources for 1 prompts");
   expect_error([&] { (void)s2s.prefill({{1}}, {{1, 2, 3, 4, 5}}); }, "source 0 has 5 tokens, more than max_src_len 4");
