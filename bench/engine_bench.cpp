@@ -174,50 +174,13 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// One workload ready to time: W1_b1..W3 (whole layers), W4 (attention) or "model" (--model), at
-// sequence length `seq` (0: the workload's own).
-struct Runnable {
-  std::string label;
-  std::function<void()> run;
-  double flops = 0;  // nominal, per call
-  std::int64_t seq = 0;
-};
-
+// The workload `id` ("model" for --model) at sequence length `seq` (0: its own); in a sweep, the
+// label says the length.
 Runnable make_workload(const std::string& id, const Options& opt, std::int64_t seq) {
-  Runnable r;
-  const std::string suffix = seq > 0 && !opt.sweep.empty() ? " seq=" + std::to_string(seq) : "";
-  if (id == "model") {
-    const std::int64_t s = seq > 0 ? seq : opt.seq;
-    auto m = std::make_shared<ModelWorkload>(opt.model_dir, opt.batch, s);
-    // Its nominal FLOPs: what the profiler's records of one run add up to.
-    engine::ProfileCollector collector;
-    (*m)();
-    for (const auto& rec : collector.records()) r.flops += rec.flops;
-    r.run = [m] { (*m)(); };
-    r.label = "model b" + std::to_string(opt.batch) + " s" + std::to_string(s);
-    r.seq = s;
-    return r;
-  }
-  if (id == "W4") {
-    auto a = std::make_shared<AttentionWorkload>(4, 12, seq > 0 ? seq : 512, 64);
-    r.flops = a->flops();
-    r.run = [a] { (*a)(); };
-    r.label = "W4" + suffix;
-    r.seq = seq > 0 ? seq : 512;
-    return r;
-  }
-  for (const LayerWorkload& w : layer_workloads())
-    if (id == w.id) {
-      LayerWorkload resized = w;
-      if (seq > 0) resized.seq = seq;
-      auto run = std::make_shared<LayerWorkloadRun>(resized);
-      r.flops = nominal_flops(resized);
-      r.run = [run] { (*run)(); };
-      r.label = id + suffix;
-      r.seq = resized.seq;
-      return r;
-    }
-  usage_error("unknown workload '" + id + "'");
+  if (id == "model") return make_model_workload(opt.model_dir, opt.batch, seq > 0 ? seq : opt.seq);
+  Runnable r = make_builtin_workload(id, seq);
+  if (seq > 0 && !opt.sweep.empty()) r.label += " seq=" + std::to_string(seq);
+  return r;
 }
 
 // Latency and GFLOP/s against sequence length, one line per thread count, drawn by gnuplot.

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 #include "engine/error.hpp"
 #include "engine/generation.hpp"
 #include "engine/layers.hpp"
+#include "engine/profile.hpp"
 #include "model_loader.hpp"
 
 namespace engine::bench {
@@ -69,18 +71,21 @@ class LayerWorkloadRun {
       c.d_ff = f;
       c.activation = w.activation;
       c.norm_first = w.norm_first;
-      std::vector<float> a, b2, b3, b4;
-      uniform(a, static_cast<std::size_t>(3 * d * d), std::sqrt(6.0f / static_cast<float>(4 * d)));
-      uniform(b2, static_cast<std::size_t>(d * d), 1.0f / std::sqrt(static_cast<float>(d)));
-      MultiheadAttention attention(MultiheadAttention::Kind::self_attention, d, w.heads,
-                                   {a.data(), zeros.data(), b2.data(), zeros.data()});
-      uniform(a, static_cast<std::size_t>(f * d), 1.0f / std::sqrt(static_cast<float>(d)));   // linear1.weight
-      uniform(b2, static_cast<std::size_t>(f), 1.0f / std::sqrt(static_cast<float>(d)));      // linear1.bias
-      uniform(b3, static_cast<std::size_t>(d * f), 1.0f / std::sqrt(static_cast<float>(f)));  // linear2.weight
-      uniform(b4, static_cast<std::size_t>(d), 1.0f / std::sqrt(static_cast<float>(f)));      // linear2.bias
-      FeedForward ff(d, f, w.activation, {a.data(), b2.data()}, {b3.data(), b4.data()});
-      a = {};
-      b3 = {};
+      MultiheadAttention attention = [&] {
+        std::vector<float> in_proj, out_proj;
+        uniform(in_proj, static_cast<std::size_t>(3 * d * d), std::sqrt(6.0f / static_cast<float>(4 * d)));
+        uniform(out_proj, static_cast<std::size_t>(d * d), 1.0f / std::sqrt(static_cast<float>(d)));
+        return MultiheadAttention(MultiheadAttention::Kind::self_attention, d, w.heads,
+                                  {in_proj.data(), zeros.data(), out_proj.data(), zeros.data()});
+      }();
+      FeedForward ff = [&] {
+        std::vector<float> w1, b1, w2, b2;
+        uniform(w1, static_cast<std::size_t>(f * d), 1.0f / std::sqrt(static_cast<float>(d)));
+        uniform(b1, static_cast<std::size_t>(f), 1.0f / std::sqrt(static_cast<float>(d)));
+        uniform(w2, static_cast<std::size_t>(d * f), 1.0f / std::sqrt(static_cast<float>(f)));
+        uniform(b2, static_cast<std::size_t>(d), 1.0f / std::sqrt(static_cast<float>(f)));
+        return FeedForward(d, f, w.activation, {w1.data(), b1.data()}, {w2.data(), b2.data()});
+      }();
       layers.emplace_back(c, std::move(attention), std::move(ff), LayerNormWeights{ones.data(), zeros.data()},
                           LayerNormWeights{ones.data(), zeros.data()});
     }
@@ -197,5 +202,54 @@ class ModelWorkload {
   std::unique_ptr<Generator> generator_;
   std::vector<std::vector<std::int32_t>> prompts_, sources_;
 };
+
+// One workload ready to time or profile, by id.
+struct Runnable {
+  std::string label;
+  std::function<void()> run;
+  double flops = 0;  // nominal, per call
+  std::int64_t seq = 0;
+};
+
+// W1_b1, W1_b8, W2, W3 or W4, at sequence length `seq` (0: the workload's own). An unknown id is an
+// engine::Error naming the ids there are.
+inline Runnable make_builtin_workload(const std::string& id, std::int64_t seq = 0) {
+  Runnable r;
+  r.label = id;
+  if (id == "W4") {
+    auto a = std::make_shared<AttentionWorkload>(4, 12, seq > 0 ? seq : 512, 64);
+    r.flops = a->flops();
+    r.run = [a] { (*a)(); };
+    r.seq = seq > 0 ? seq : 512;
+    return r;
+  }
+  for (const LayerWorkload& w : layer_workloads())
+    if (id == w.id) {
+      LayerWorkload resized = w;
+      if (seq > 0) resized.seq = seq;
+      auto run = std::make_shared<LayerWorkloadRun>(resized);
+      r.flops = nominal_flops(resized);
+      r.run = [run] { (*run)(); };
+      r.seq = resized.seq;
+      return r;
+    }
+  engine::fail("unknown workload '", id, "' (expected W1_b1, W1_b8, W2, W3 or W4)");
+}
+
+// A model directory on random inputs; its nominal FLOPs are what the profiler's records of one run
+// add up to.
+inline Runnable make_model_workload(const std::string& dir, std::int64_t batch, std::int64_t seq) {
+  Runnable r;
+  auto m = std::make_shared<ModelWorkload>(dir, batch, seq);
+  {
+    ProfileCollector collector;
+    (*m)();
+    for (const ProfileRecord& rec : collector.records()) r.flops += rec.flops;
+  }
+  r.run = [m] { (*m)(); };
+  r.label = "model b" + std::to_string(batch) + " s" + std::to_string(seq);
+  r.seq = seq;
+  return r;
+}
 
 }  // namespace engine::bench

@@ -25,8 +25,6 @@
 namespace {
 using engine::fail;
 using i64 = std::int64_t;
-using engine::bench::AttentionWorkload;
-using engine::bench::ModelWorkload;
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -52,25 +50,13 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
     }
     const int used_threads = threads > 0 ? threads : omp_get_max_threads();
-    std::function<void()> run;
-    std::string what;
-    if (!model_dir.empty()) {
-      auto mw = std::make_shared<ModelWorkload>(model_dir, batch, seq);
-      run = [mw] { (*mw)(); };
-      what = model_dir + " (batch " + std::to_string(batch) + ", seq " + std::to_string(seq) + ")";
-    } else if (workload == "W4") {
-      auto aw = std::make_shared<AttentionWorkload>();
-      run = [aw] { (*aw)(); };
-      what = "W4";
-    } else {
-      const engine::bench::LayerWorkload* found = nullptr;
-      for (const auto& lw : engine::bench::layer_workloads())
-        if (workload == lw.id) found = &lw;
-      if (found == nullptr) fail("unknown workload '", workload, "' (expected W1_b1, W1_b8, W2, W3 or W4)");
-      auto lw = std::make_shared<engine::bench::LayerWorkloadRun>(*found);
-      run = [lw] { (*lw)(); };
-      what = workload;
-    }
+    const engine::bench::Runnable workload_run = model_dir.empty()
+                                                     ? engine::bench::make_builtin_workload(workload)
+                                                     : engine::bench::make_model_workload(model_dir, batch, seq);
+    const std::function<void()>& run = workload_run.run;
+    const std::string what = model_dir.empty() ? workload
+                                               : model_dir + " (batch " + std::to_string(batch) + ", seq " +
+                                                     std::to_string(seq) + ")";
     run();
     run();  // warm-up: caches, page faults, thread pools
     std::vector<engine::ProfileRecord> records;
