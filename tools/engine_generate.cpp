@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "engine/engine.hpp"
 #include "model_loader.hpp"
+#include "strict_json.hpp"
 
 namespace {
 
@@ -45,12 +47,9 @@ Ids parse_ids(const std::string& text, const char* flag) {
 std::vector<std::string> read_vocab(const std::string& path, std::int64_t vocab) {
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open the vocabulary");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // As the loader reads JSON: a token named twice in {token: id} is an error, not a silent overwrite.
+  const nlohmann::json j = engine::loader::parse_strict_json(text.data(), text.data() + text.size(), path, "vocabulary");
   std::vector<std::string> tokens(static_cast<std::size_t>(vocab));
   if (j.is_array()) {
     if (static_cast<std::int64_t>(j.size()) != vocab)
