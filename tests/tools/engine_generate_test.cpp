@@ -73,6 +73,8 @@ TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
 
 TEST(EngineGenerate, BadInvocationsExitNonZeroAndSayWhy) {
   const std::string gpt = "--model " + kLm + "gpt_post_relu";
+  const auto duplicate_vocab = std::filesystem::temp_directory_path() / "engine_generate_duplicate_vocab.json";
+  std::ofstream(duplicate_vocab) << R"({"a": 1, "a": 2})";
   expect_cli_failures(
       ENGINE_GENERATE_PATH,
       {
@@ -85,8 +87,10 @@ TEST(EngineGenerate, BadInvocationsExitNonZeroAndSayWhy) {
           {gpt + " --prompt-ids 3 --max-new 2 --src-ids 4", "a decoder-only model takes no sources"},
           {"--model " + kLm + "seq2seq_post_relu --prompt-ids 3 --max-new 2", "needs one source per prompt"},
           {gpt + " --prompt-ids 3 --max-new 2 --vocab /nonexistent.json", "cannot open the vocabulary"},
+          {gpt + " --prompt-ids 3 --max-new 2 --vocab " + duplicate_vocab.string(), "vocabulary names 'a' twice"},
           {gpt + " --prompt-ids 3 --max-new 0", "--max-new"},
       });
+  std::filesystem::remove(duplicate_vocab);
 }
 
 }  // namespace
