@@ -46,7 +46,8 @@ TEST(EngineGenerate, PrintsPyTorchsGreedyIds) {
 
 TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
   Fixture f(kLm + "gpt_post_relu");
-  const auto vocab = std::filesystem::temp_directory_path() / "engine_generate_vocab.json";
+  const auto vocab =
+      std::filesystem::temp_directory_path() / ("engine_generate_vocab_" + std::to_string(::getpid()) + ".json");
   {
     std::ofstream out(vocab);
     out << "[";
@@ -73,7 +74,8 @@ TEST(EngineGenerate, PrintsTokensFromAVocabularyAndStopsAtEos) {
 
 TEST(EngineGenerate, BadInvocationsExitNonZeroAndSayWhy) {
   const std::string gpt = "--model " + kLm + "gpt_post_relu";
-  const auto duplicate_vocab = std::filesystem::temp_directory_path() / "engine_generate_duplicate_vocab.json";
+  const auto duplicate_vocab = std::filesystem::temp_directory_path() /
+                               ("engine_generate_duplicate_vocab_" + std::to_string(::getpid()) + ".json");
   std::ofstream(duplicate_vocab) << R"({"a": 1, "a": 2})";
   expect_cli_failures(
       ENGINE_GENERATE_PATH,

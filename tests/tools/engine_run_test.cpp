@@ -27,7 +27,9 @@ class EngineRun : public ::testing::TestWithParam<std::string> {};
 TEST_P(EngineRun, MatchesPyTorchThroughNpyFiles) {
   const std::string dir = kModels + GetParam();
   Fixture f(dir);
-  const std::string out = (std::filesystem::temp_directory_path() / ("engine_run_out_" + GetParam() + ".npy")).string();
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("engine_run_out_" + GetParam() + "_" + std::to_string(::getpid()) + ".npy"))
+                              .string();
   std::string args = "--model " + dir + " --src " + dir + "/src.npy --out " + out + " --threads 2";
   if (std::filesystem::exists(dir + "/tgt.npy")) args += " --tgt " + dir + "/tgt.npy";
   for (const char* m : {"src_key_padding_mask", "tgt_key_padding_mask", "memory_key_padding_mask"})
