@@ -34,12 +34,21 @@ struct GemmStore {
 //   out: [ceil(m / MR)][k][MR], rows past m zero-filled.
 using PackAFn = void (*)(std::int64_t m, std::int64_t k, const float* a, std::int64_t lda, float* out);
 
+// The B data the caller will use after this block: [begin, begin + bytes), or bytes == 0 for none.
+// Its lines are prefetched into L2 while this block computes, one 64-byte line every 4 k steps of
+// each tile, so that a weight streamed from memory arrives spread over the arithmetic instead of
+// in a burst at the start of the next block (measured +4-6% on prepacked 1024 x 3072 x 768).
+struct GemmPrefetch {
+  const char* begin = nullptr;
+  std::int64_t bytes = 0;
+};
+
 // C[m, n] (row stride ldc) op= A[m, kc] · B[kc, n]. A is read in place (row stride lda) or, when
 // a_packed, is the output of PackAFn. B is the output of PackBFn when ldb == 0 (ceil(n/NR) panels
 // [kc][NR]), otherwise B[kc, n] read in place at row stride ldb, which needs n % NR == 0.
 using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
                              bool a_packed, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                             const GemmStore& store);
+                             const GemmStore& store, const GemmPrefetch& next_b);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
 //   y[j] = exp(v[j] - max) / sum,  v[j] = x[j] * scale + bias_a[j] + bias_b[j]  for j < visible,

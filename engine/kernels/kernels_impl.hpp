@@ -163,15 +163,14 @@ struct Gemm {
   //   b: kc rows of NR floats at row stride ldb (NR for a packed panel);  c: ROWS x NR at row stride ldc.
   template <int ROWS, bool PACKED>
   static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, i64 ldb, float* c,
-                    i64 ldc, const GemmStore& store, const float* bias) {
+                    i64 ldc, const GemmStore& store, const float* bias, const char* prefetch) {
     B acc[ROWS][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = B(0.0f);
 
-#pragma GCC unroll 4
-    for (i64 k = 0; k < kc; ++k) {
+    auto k_step = [&](i64 k) __attribute__((always_inline)) {
       B bv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) bv[v] = B::load_unaligned(b + v * W);
@@ -183,7 +182,17 @@ struct Gemm {
       }
       if (PACKED) a += MR;
       b += ldb;
+    };
+    // Four k steps, then one line of the caller's next B block (see GemmPrefetch); prefetches
+    // never fault, so running past the block's end is harmless.
+    i64 k = 0;
+    for (; k + 4 <= kc; k += 4) {
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) k_step(k + u);
+      __builtin_prefetch(prefetch, 0, 2);
+      prefetch += 64;
     }
+    for (; k < kc; ++k) k_step(k);
 
     if (!store.epilogue || (bias == nullptr && store.activation == Activation::none)) {
       // The common store (every K block but the last): kept apart from the epilogue so that the
@@ -211,7 +220,8 @@ struct Gemm {
     }
   }
 
-  using MicroFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, const GemmStore&, const float*);
+  using MicroFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, const GemmStore&, const float*,
+                           const char*);
 
   template <bool PACKED, int... R>
   static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
@@ -222,34 +232,43 @@ struct Gemm {
       make_micro_table<false>(std::make_integer_sequence<int, MR>{}),
       make_micro_table<true>(std::make_integer_sequence<int, MR>{})};
 
+  // Tiles column by column: each B panel is reused by every MR-row tile of A. (Row by row, with a
+  // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2.)
   static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b, i64 ldb,
-                    float* c, i64 ldc, const GemmStore& store) {
+                    float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b) {
     const auto& micro_fns = micro_by_rows[a_packed ? 1 : 0];
+    const i64 prefetch_per_tile = kc / 4 * 64;  // bytes: one line every 4 k steps
+    i64 prefetched = 0;
     for (i64 j = 0; j < n; j += NR) {
-      // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
-      const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
-      const i64 b_stride = ldb == 0 ? NR : ldb;
-      const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
-      const i64 cols = imin(NR, n - j);
       for (i64 i = 0; i < m; i += MR) {
         const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
         const i64 rows = imin(MR, m - i);
+        // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
+        const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
+        const i64 b_stride = ldb == 0 ? NR : ldb;
+        const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
+        const i64 cols = imin(NR, n - j);
         float* c_tile = c + i * ldc + j;
+        // Once the next block is covered, tiles prefetch their own (already cached) panel.
+        const char* prefetch = prefetched < next_b.bytes ? next_b.begin + prefetched
+                                                         : reinterpret_cast<const char*>(b_panel);
+        prefetched += prefetch_per_tile;
         if (cols == NR) {
-          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias);
-        } else {
-          // Right edge: run the full tile into a temporary (the padded B columns are zero), with
-          // the same arithmetic as a full tile, then copy the valid columns.
-          alignas(64) float tile[MR * NR];
-          alignas(64) float bias_tile[NR] = {};
-          for (i64 r = 0; r < rows; ++r)
-            for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
-          if (bias != nullptr)
-            for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
-          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, tile, NR, store, bias != nullptr ? bias_tile : nullptr);
-          for (i64 r = 0; r < rows; ++r)
-            for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
+          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias, prefetch);
+          continue;
         }
+        // Right edge: run the full tile into a temporary (the padded B columns are zero), with
+        // the same arithmetic as a full tile, then copy the valid columns.
+        alignas(64) float tile[MR * NR];
+        alignas(64) float bias_tile[NR] = {};
+        for (i64 r = 0; r < rows; ++r)
+          for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
+        if (bias != nullptr)
+          for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
+        micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, tile, NR, store, bias != nullptr ? bias_tile : nullptr,
+                            prefetch);
+        for (i64 r = 0; r < rows; ++r)
+          for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
       }
     }
   }

@@ -196,6 +196,24 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
     return kernels::GemmStore{k0 > 0 || g.accumulate, k0 + kcb == g.K,
                               g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
   };
+  // The prepacked B block this thread uses after (m0, k0, n0) in m-outer order, prefetched while
+  // the current one computes: a weight larger than L2 is re-read from memory for every MC block
+  // of rows. Blocks packed per call are already hot; B read in place is not one contiguous range.
+  auto next_b_block = [&](i64 m0, i64 k0, i64 n0) -> kernels::GemmPrefetch {
+    if (g.prepacked_b == nullptr) return {};
+    i64 k_next = k0, n_next = n0 + blk.nc;
+    if (n_next >= n_end) {
+      n_next = n_begin;
+      k_next = k0 + blk.kc;
+      if (k_next >= g.K) {
+        if (m0 + blk.mc >= m_end) return {};
+        k_next = 0;
+      }
+    }
+    const i64 kcb = std::min<i64>(blk.kc, g.K - k_next), ncb = std::min<i64>(blk.nc, n_end - n_next);
+    return {reinterpret_cast<const char*>(panel_at(g.prepacked_b, blk, g.K, g.N, k_next, n_next)),
+            ceil_div(ncb, blk.nr) * blk.nr * kcb * static_cast<i64>(sizeof(float))};
+  };
   if (m_outer) {
     for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
       const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
@@ -205,7 +223,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
         for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
           const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
           kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
-                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0));
+                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0));
         }
       }
     }
@@ -219,7 +237,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
         const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
         kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, b_ld,
-                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0));
+                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{});
       }
     }
   }
