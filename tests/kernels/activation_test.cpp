@@ -108,6 +108,28 @@ TEST_P(ActivationTest, SpecialPoints) {
   }
 }
 
+// xsimd's erf takes a cheap path only when every lane of a vector is small: vectors that mix small
+// and large |x| must agree with the reference lane by lane, and the tails and +inf / NaN must hold.
+TEST_P(ActivationTest, GeluErfTailsAndMixedLanes) {
+  IsaScope scope(GetParam());
+  std::vector<float> x = {INFINITY, std::numeric_limits<float>::quiet_NaN(), -13.5f, 13.5f, -0.25f};
+  activation(Activation::gelu_erf, static_cast<i64>(x.size()), x.data());
+  EXPECT_EQ(x[0], INFINITY);
+  EXPECT_TRUE(std::isnan(x[1]));
+  EXPECT_EQ(x[2], 0.0f);  // Φ(-13.5) ~ 1e-41 is below FLT_MIN
+  EXPECT_EQ(x[3], 13.5f);
+  const double want = ref_activation(Activation::gelu_erf, -0.25);
+  EXPECT_NEAR(x[4], want, std::fabs(want) * kGeluRelTol);
+  // Alternating tiny / moderate / large magnitudes in every vector.
+  std::vector<float> mixed(4099);
+  const float pattern[] = {0.01f, -0.6f, 0.93f, -0.95f, 2.5f, -3.7f, 6.0f, -8.9f, 0.4f, -1.5f, 9.4f, -9.4f};
+  for (std::size_t i = 0; i < mixed.size(); ++i)
+    mixed[i] = pattern[i % (sizeof pattern / sizeof pattern[0])] * (1.0f + 1e-4f * static_cast<float>(i % 97));
+  std::vector<float> got = mixed;
+  activation(Activation::gelu_erf, static_cast<i64>(got.size()), got.data());
+  expect_activation_close(Activation::gelu_erf, mixed, got.data(), got.size(), "mixed lanes");
+}
+
 TEST_P(ActivationTest, ThreadedIsBitwiseEqualToOneThread) {
   IsaScope scope(GetParam());
   ThreadGuard guard;
