@@ -249,14 +249,14 @@ struct Gemm {
     GemmStore tile_store = store;
     if (activate_panels) tile_store.activation = Activation::none;
     for (i64 j = 0; j < n; j += NR) {
+      // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
+      const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
+      const i64 b_stride = ldb == 0 ? NR : ldb;
+      const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
+      const i64 cols = imin(NR, n - j);
       for (i64 i = 0; i < m; i += MR) {
         const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
         const i64 rows = imin(MR, m - i);
-        // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
-        const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
-        const i64 b_stride = ldb == 0 ? NR : ldb;
-        const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
-        const i64 cols = imin(NR, n - j);
         float* c_tile = c + i * ldc + j;
         // Once the next block is covered, tiles prefetch their own (already cached) panel.
         const char* prefetch = prefetched < next_b.bytes ? next_b.begin + prefetched
@@ -280,7 +280,7 @@ struct Gemm {
           for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
       }
       if (activate_panels)
-        for (i64 r = 0; r < m; ++r) activation_array<Arch>(store.activation, imin(NR, n - j), c + r * ldc + j);
+        for (i64 r = 0; r < m; ++r) activation_array<Arch>(store.activation, cols, c + r * ldc + j);
     }
   }
 
