@@ -7,6 +7,7 @@ packages=(
   g++ cmake make            # toolchain (OpenMP comes with GCC)
   libxsimd-dev              # SIMD kernels, one source per instruction set
   libdnnl-dev               # oneDNN: the baseline our kernels are measured against
+  ocl-icd-opencl-dev        # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libgtest-dev              # GoogleTest
   libbenchmark-dev          # Google Benchmark
   libonnx-testdata          # ONNX's node tests: external conformance for our kernels
