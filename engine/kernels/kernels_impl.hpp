@@ -38,6 +38,30 @@ float horizontal_max(xsimd::batch<float, Arch> v) {
 // e^r (Cephes expf's coefficients) and 2^n rebuilt in the exponent bits. Results below FLT_MIN
 // (x < -87.336) are flushed to 0, so masked (-inf) scores give exactly 0; x > 88.722 gives +inf.
 // Measured accuracy is stated in engine/kernels/README.md and checked by tests/kernels/exp_test.cpp.
+// e^x = 2^n · e^r for U independent vectors, each step applied to all of them before the next so
+// that their dependency chains overlap: x[u] in [-87.34, 88.72] becomes e^r, n[u] = round(x / ln2).
+template <class Arch, int U>
+void exp_reduced(xsimd::batch<float, Arch> (&x)[U], xsimd::batch<float, Arch> (&n)[U]) {
+  using B = xsimd::batch<float, Arch>;
+  B r[U], p[U];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    n[u] = xsimd::nearbyint(x[u] * B(1.44269504088896341f));
+    r[u] = xsimd::fnma(n[u], B(0.693359375f), x[u]);  // ln2 split: hi part exact in float
+    r[u] = xsimd::fnma(n[u], B(-2.12194440e-4f), r[u]);
+  }
+  constexpr float kPoly[] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                             5.0000001201e-1f};
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) p[u] = B(1.9875691500e-4f);
+#pragma GCC unroll 8
+  for (float c : kPoly)
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) p[u] = xsimd::fma(p[u], r[u], B(c));
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) x[u] = xsimd::fma(p[u], r[u] * r[u], r[u]) + B(1.0f);
+}
+
 template <class Arch>
 xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   using B = xsimd::batch<float, Arch>;
@@ -47,25 +71,17 @@ xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   const auto underflow = x < min_x;  // also true for -inf
   const B input = x;
   x = xsimd::min(xsimd::max(x, min_x), max_x);
-  const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
-  B r = xsimd::fnma(n, B(0.693359375f), x);  // ln2 split: hi part exact in float
-  r = xsimd::fnma(n, B(-2.12194440e-4f), r);
-  B p(1.9875691500e-4f);
-  p = xsimd::fma(p, r, B(1.3981999507e-3f));
-  p = xsimd::fma(p, r, B(8.3334519073e-3f));
-  p = xsimd::fma(p, r, B(4.1665795894e-2f));
-  p = xsimd::fma(p, r, B(1.6666665459e-1f));
-  p = xsimd::fma(p, r, B(5.0000001201e-1f));
-  B y = xsimd::fma(p, r * r, r) + B(1.0f);
+  B y[1] = {x}, n[1];
+  exp_reduced<Arch, 1>(y, n);
   // 2^n as two normal factors, so that n = 128 (x near 88.72) and n = -126 are both exact.
-  const I ni = xsimd::to_int(n);
+  const I ni = xsimd::to_int(n[0]);
   const I half = xsimd::select(ni > I(0), I(1), I(0));
   const B scale_a = xsimd::bitwise_cast<B>((ni - half + I(127)) << 23);
   const B scale_b = xsimd::bitwise_cast<B>((half + I(127)) << 23);
-  y = y * scale_a * scale_b;
-  y = xsimd::select(underflow, B(0.0f), y);
-  y = xsimd::select(overflow, B(INFINITY), y);
-  return xsimd::select(xsimd::isnan(input), input, y);  // NaN in, NaN out (the clamp above would have hidden it)
+  B e = y[0] * scale_a * scale_b;
+  e = xsimd::select(underflow, B(0.0f), e);
+  e = xsimd::select(overflow, B(INFINITY), e);
+  return xsimd::select(xsimd::isnan(input), input, e);  // NaN in, NaN out (the clamp above would have hidden it)
 }
 
 template <class Arch>
@@ -83,14 +99,54 @@ void exp_array(i64 n, const float* x, float* y) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activations, vectorized. GELU(erf) = x/2 (1 + erf(x/√2)); GELU(tanh) = x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))).
+// GELU(erf) = x/2 (1 + erf(x/√2)) = x·Φ(x), Φ the standard normal CDF, written through
+// E = Φ(-|x|) = erfc(a)/2, a = |x|/√2: Φ(x) = 1 - E for x >= 0 and E for x < 0, so negative x keep
+// their relative accuracy instead of cancelling in 1 + erf. ln erfc(a) on [0, 3.92] is a degree-10
+// polynomial in t = a/1.96 - 1 (fitted by tools/fit_gelu_erf.py, ~1.5e-7 in ln), then exponentiated;
+// past a = 3.92 (|x| > 5.54), E < 2.5e-8 and Φ is 0 or 1 in float. Every lane runs the same ~30
+// operations: xsimd's erf branches on |x| < 2/3 and, as soon as lanes mix (N(0, 1) inputs: nearly
+// every vector), runs both of its paths and a division. Error: tests/kernels/activation_test.cpp.
+template <class Arch, int U>
+void gelu_erf(xsimd::batch<float, Arch> (&x)[U]) {
+  using B = xsimd::batch<float, Arch>;
+  using I = xsimd::batch<std::int32_t, Arch>;
+  constexpr float kLast = 3.92f;
+  // ln erfc(a) = sum of kLnErfc[i] t^i, highest power first (Horner).
+  constexpr float kLnErfc[] = {-3.098602e-04f, 4.7103985e-04f, 5.599255e-04f,  -2.7362222e-03f,
+                               7.927678e-03f,  -2.198138e-02f, 5.492483e-02f,  -1.2839541e-01f,
+                               -3.540959e+00f, -8.514906e+00f, -5.1896915e+00f};
+  B a[U], t[U], q[U], n[U];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    a[u] = xsimd::abs(x[u]) * B(0.70710678118654752f);
+    t[u] = xsimd::fma(xsimd::min(a[u], B(kLast)), B(2.0f / kLast), B(-1.0f));
+    q[u] = B(kLnErfc[0]);
+  }
+#pragma GCC unroll 16
+  for (int i = 1; i < 11; ++i)
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) q[u] = xsimd::fma(q[u], t[u], B(kLnErfc[i]));
+  exp_reduced<Arch, U>(q, n);  // q in [-16.6, 0]: e^r · 2^(n - 1) below is a normal float
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    const B half_erfc = q[u] * xsimd::bitwise_cast<B>((xsimd::to_int(n[u]) + I(126)) << 23);
+    const B phi = xsimd::select(x[u] >= B(0.0f), B(1.0f) - half_erfc, half_erfc);
+    x[u] = xsimd::select(a[u] > B(kLast), xsimd::select(x[u] > B(0.0f), x[u], B(0.0f)), x[u] * phi);
+  }
+}
+
+// Activations, vectorized. GELU(erf) as above; GELU(tanh) = x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))).
 template <class Arch>
 xsimd::batch<float, Arch> activate(Activation act, xsimd::batch<float, Arch> x) {
   using B = xsimd::batch<float, Arch>;
   switch (act) {
     case Activation::none: return x;
     case Activation::relu: return xsimd::max(x, B(0.0f));
-    case Activation::gelu_erf: return B(0.5f) * x * (B(1.0f) + xsimd::erf(x * B(0.70710678118654752f)));
+    case Activation::gelu_erf: {
+      B v[1] = {x};
+      gelu_erf<Arch, 1>(v);
+      return v[0];
+    }
     case Activation::gelu_tanh: {
       const B inner = B(0.79788456080286536f) * xsimd::fma(B(0.044715f) * x, x * x, x);
       return B(0.5f) * x * (B(1.0f) + xsimd::tanh(inner));
@@ -105,6 +161,17 @@ void activation_array(Activation act, i64 n, float* x) {
   constexpr i64 W = B::size;
   if (act == Activation::none) return;
   i64 i = 0;
+  if (act == Activation::gelu_erf) {  // four vectors at a time, their ~30 dependent steps interleaved
+    constexpr int U = 4;
+    for (; i + U * W <= n; i += U * W) {
+      B v[U];
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) v[u] = B::load_unaligned(x + i + u * W);
+      gelu_erf<Arch, U>(v);
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) v[u].store_unaligned(x + i + u * W);
+    }
+  }
   for (; i + W <= n; i += W) activate<Arch>(act, B::load_unaligned(x + i)).store_unaligned(x + i);
   if (i < n) {
     alignas(64) float tmp[W] = {};
@@ -239,15 +306,16 @@ struct Gemm {
     const auto& micro_fns = micro_by_rows[a_packed ? 1 : 0];
     const i64 prefetch_per_tile = kc / 4 * 64;  // bytes: one line every 4 k steps
     i64 prefetched = 0;
-    // GELU is applied to each finished column panel (m x NR, still in L1/L2) rather than inside
-    // the micro-kernel's store: there its erf/tanh competes for registers with 24 live
-    // accumulators and cannot overlap across vectors. With LayerNorm-like inputs (where xsimd's
-    // erf takes its slow path) the fused GELU cost 14-16% of a 1024 x 3072 x 768 GEMM, the panel
-    // pass about half of that. ReLU (one max) stays fused. Same operations, same bits.
-    const bool activate_panels = store.epilogue && store.activation != Activation::none &&
-                                 store.activation != Activation::relu;
+    // GELU is applied to the finished m x n block (in L2) after its last K block, row by row,
+    // rather than inside the micro-kernel's store: there its ~30 dependent steps compete for
+    // registers with 24 live accumulators and cannot overlap across vectors. Whole rows rather than
+    // NR-column panels: loads and stores walk along a row instead of hopping ldc apart every four
+    // vectors (measured a little faster on W1_b8's FFN-up). ReLU (one max) stays fused. Same
+    // operations, same bits.
+    const bool activate_block = store.epilogue && store.activation != Activation::none &&
+                                store.activation != Activation::relu;
     GemmStore tile_store = store;
-    if (activate_panels) tile_store.activation = Activation::none;
+    if (activate_block) tile_store.activation = Activation::none;
     for (i64 j = 0; j < n; j += NR) {
       // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
       const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
@@ -279,9 +347,9 @@ struct Gemm {
         for (i64 r = 0; r < rows; ++r)
           for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
       }
-      if (activate_panels)
-        for (i64 r = 0; r < m; ++r) activation_array<Arch>(store.activation, cols, c + r * ldc + j);
     }
+    if (activate_block)
+      for (i64 r = 0; r < m; ++r) activation_array<Arch>(store.activation, n, c + r * ldc);
   }
 
   // A rows [0, m) x cols [0, k) (row stride lda) into MR-row panels [ceil(m/MR)][k][MR], rows past m
