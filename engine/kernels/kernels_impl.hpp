@@ -24,8 +24,22 @@ using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
+// The largest lane (a NaN lane may or may not win; a row holding NaN gives NaN either way). AVX2
+// and AVX-512 halve the vector log2(W) times: a scalar walk over the lanes is a ~45-cycle chain,
+// paid once per softmax row (eight vectors at S = 128).
 template <class Arch>
 float horizontal_max(xsimd::batch<float, Arch> v) {
+#if defined(__AVX512F__)
+  if constexpr (xsimd::batch<float, Arch>::size == 16) return _mm512_reduce_max_ps(v);
+#endif
+#if defined(__AVX2__)
+  if constexpr (xsimd::batch<float, Arch>::size == 8) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+#endif
   alignas(64) float lanes[xsimd::batch<float, Arch>::size];
   v.store_aligned(lanes);
   float m = lanes[0];
@@ -41,7 +55,7 @@ float horizontal_max(xsimd::batch<float, Arch> v) {
 // e^x = 2^n · e^r for U independent vectors, each step applied to all of them before the next so
 // that their dependency chains overlap: x[u] in [-87.34, 88.72] becomes e^r, n[u] = round(x / ln2).
 template <class Arch, int U>
-void exp_reduced(xsimd::batch<float, Arch> (&x)[U], xsimd::batch<float, Arch> (&n)[U]) {
+[[gnu::always_inline]] inline void exp_reduced(xsimd::batch<float, Arch> (&x)[U], xsimd::batch<float, Arch> (&n)[U]) {
   using B = xsimd::batch<float, Arch>;
   B r[U], p[U];
 #pragma GCC unroll 8
@@ -62,33 +76,55 @@ void exp_reduced(xsimd::batch<float, Arch> (&x)[U], xsimd::batch<float, Arch> (&
   for (int u = 0; u < U; ++u) x[u] = xsimd::fma(p[u], r[u] * r[u], r[u]) + B(1.0f);
 }
 
-template <class Arch>
-xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
+// e^x for U independent vectors in place, interleaved like exp_reduced (a single vector's ~30
+// dependent steps leave most of the FMA pipes idle: softmax's exp pass ran at ~34 cycles a vector).
+template <class Arch, int U>
+[[gnu::always_inline]] inline void exp_pack(xsimd::batch<float, Arch> (&x)[U]) {
   using B = xsimd::batch<float, Arch>;
   using I = xsimd::batch<std::int32_t, Arch>;
   const B max_x(88.72283935546875f), min_x(-87.33654022216797f);
-  const auto overflow = x > max_x;
-  const auto underflow = x < min_x;  // also true for -inf
-  const B input = x;
-  x = xsimd::min(xsimd::max(x, min_x), max_x);
-  B y[1] = {x}, n[1];
-  exp_reduced<Arch, 1>(y, n);
-  // 2^n as two normal factors, so that n = 128 (x near 88.72) and n = -126 are both exact.
-  const I ni = xsimd::to_int(n[0]);
-  const I half = xsimd::select(ni > I(0), I(1), I(0));
-  const B scale_a = xsimd::bitwise_cast<B>((ni - half + I(127)) << 23);
-  const B scale_b = xsimd::bitwise_cast<B>((half + I(127)) << 23);
-  B e = y[0] * scale_a * scale_b;
-  e = xsimd::select(underflow, B(0.0f), e);
-  e = xsimd::select(overflow, B(INFINITY), e);
-  return xsimd::select(xsimd::isnan(input), input, e);  // NaN in, NaN out (the clamp above would have hidden it)
+  B input[U], n[U];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    input[u] = x[u];
+    x[u] = xsimd::min(xsimd::max(x[u], min_x), max_x);
+  }
+  exp_reduced<Arch, U>(x, n);
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    // 2^n as two normal factors, so that n = 128 (x near 88.72) and n = -126 are both exact.
+    const I ni = xsimd::to_int(n[u]);
+    const I half = xsimd::select(ni > I(0), I(1), I(0));
+    const B scale_a = xsimd::bitwise_cast<B>((ni - half + I(127)) << 23);
+    const B scale_b = xsimd::bitwise_cast<B>((half + I(127)) << 23);
+    B e = x[u] * scale_a * scale_b;
+    e = xsimd::select(input[u] < min_x, B(0.0f), e);  // underflow, -inf included
+    e = xsimd::select(input[u] > max_x, B(INFINITY), e);
+    x[u] = xsimd::select(xsimd::isnan(input[u]), input[u], e);  // NaN in, NaN out (the clamp hid it)
+  }
+}
+
+template <class Arch>
+[[gnu::always_inline]] inline xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
+  xsimd::batch<float, Arch> v[1] = {x};
+  exp_pack<Arch, 1>(v);
+  return v[0];
 }
 
 template <class Arch>
 void exp_array(i64 n, const float* x, float* y) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
+  constexpr int U = 4;
   i64 i = 0;
+  for (; i + U * W <= n; i += U * W) {
+    B v[U];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) v[u] = B::load_unaligned(x + i + u * W);
+    exp_pack<Arch, U>(v);
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) v[u].store_unaligned(y + i + u * W);
+  }
   for (; i + W <= n; i += W) exp_vec<Arch>(B::load_unaligned(x + i)).store_unaligned(y + i);
   if (i < n) {
     alignas(64) float tmp[W];
@@ -107,7 +143,7 @@ void exp_array(i64 n, const float* x, float* y) {
 // operations: xsimd's erf branches on |x| < 2/3 and, as soon as lanes mix (N(0, 1) inputs: nearly
 // every vector), runs both of its paths and a division. Error: tests/kernels/activation_test.cpp.
 template <class Arch, int U>
-void gelu_erf(xsimd::batch<float, Arch> (&x)[U]) {
+[[gnu::always_inline]] inline void gelu_erf(xsimd::batch<float, Arch> (&x)[U]) {
   using B = xsimd::batch<float, Arch>;
   using I = xsimd::batch<std::int32_t, Arch>;
   constexpr float kLast = 3.92f;
@@ -453,29 +489,42 @@ float masked_scores(i64 visible, const float* x, float* y, float scale, const fl
   return row_max;
 }
 
-// y[j] = exp(y[j] - shift) for j < visible; returns their sum, added lane-wise in a fixed order (the
-// tail as one vector padded with exp(-inf) = 0), so it does not depend on how rows are threaded.
+// y[j] = exp(y[j] - shift) for j < visible; returns their sum, added lane-wise in a fixed order
+// (four running sums, one per vector of a group of four; leftover vectors and the tail, padded with
+// exp(-inf) = 0, into the first), so it does not depend on how rows are threaded.
 template <class Arch>
 float exp_shifted_sum(i64 visible, float* y, float shift) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
+  constexpr int U = 4;
   const B vshift(shift);
-  B vsum(0.0f);
+  B vsum[U] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
   i64 j = 0;
+  for (; j + U * W <= visible; j += U * W) {  // four vectors at a time, their exps interleaved
+    B e[U];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) e[u] = B::load_unaligned(y + j + u * W) - vshift;
+    exp_pack<Arch, U>(e);
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      e[u].store_unaligned(y + j + u * W);
+      vsum[u] += e[u];
+    }
+  }
   for (; j + W <= visible; j += W) {
     const B e = exp_vec<Arch>(B::load_unaligned(y + j) - vshift);
     e.store_unaligned(y + j);
-    vsum += e;
+    vsum[0] += e;
   }
   if (j < visible) {
     alignas(64) float tail[W];
     for (i64 t = 0; t < W; ++t) tail[t] = j + t < visible ? y[j + t] : -INFINITY;
     const B e = exp_vec<Arch>(B::load_aligned(tail) - vshift);
     e.store_aligned(tail);
-    vsum += e;
     for (i64 t = 0; j + t < visible; ++t) y[j + t] = tail[t];
+    vsum[0] += e;
   }
-  return xsimd::hadd(vsum);
+  return xsimd::hadd((vsum[0] + vsum[1]) + (vsum[2] + vsum[3]));
 }
 
 // Masked softmax over one row; see SoftmaxRowFn.

@@ -20,7 +20,12 @@ namespace {
 
 using i64 = std::int64_t;
 
-constexpr i64 kQueryBlock = 64;   // query rows per work item
+// Query rows per work item: 64, or 128 when the keys are few (each item packs its keys, transposed,
+// for Q·Kᵀ, and taller items pack them for more rows: W3's and W1's S = 128 attention ran 6-12%
+// faster) and there are still two items per thread. Results do not depend on the choice.
+constexpr i64 kQueryBlock = 64;
+constexpr i64 kTallQueryBlock = 128;
+constexpr i64 kTallMaxKeys = 256;
 constexpr i64 kKeyBlock = 256;    // keys per tile of the fused path: a 64 x 256 score tile is 64 KiB
 
 struct Shapes {
@@ -56,15 +61,24 @@ struct Scratch {
 constexpr i64 kLineFloats = 16;  // 64-byte cache line
 i64 line_up(i64 n) { return (n + kLineFloats - 1) / kLineFloats * kLineFloats; }
 
+i64 query_block(const Shapes& s) {
+  const i64 tall_items = s.B * s.H * ((s.Sq + kTallQueryBlock - 1) / kTallQueryBlock);
+  return s.Sk <= kTallMaxKeys && tall_items >= 2 * num_threads() ? kTallQueryBlock : kQueryBlock;
+}
+
+// Sized for the tallest block the keys allow, whatever the thread count, so that a workspace sized
+// by attention_workspace_bytes() fits a call made after the thread count changed.
+i64 max_query_rows(const Shapes& s) { return std::min(s.Sk <= kTallMaxKeys ? kTallQueryBlock : kQueryBlock, s.Sq); }
+
 i64 scratch_floats(bool fused, const Shapes& s) {
-  const i64 rows = std::min(kQueryBlock, s.Sq);
+  const i64 rows = max_query_rows(s);
   if (!fused) return line_up(rows * s.Sk) + 2 * line_up(s.Sk);
   const i64 kb = std::min(kKeyBlock, s.Sk);
   return line_up(rows * kb) + line_up(rows * s.dv) + 2 * line_up(rows) + 2 * line_up(kb);
 }
 
 Scratch carve(float* base, bool fused, const Shapes& s) {
-  const i64 rows = std::min(kQueryBlock, s.Sq);
+  const i64 rows = max_query_rows(s);
   Scratch sc{};
   float* p = base;
   auto take = [&p](i64 n) {
@@ -254,7 +268,8 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
   const bool use_fused = uses_fused(path, s);
 
   const kernels::KernelTable& kt = kernels::active();
-  const i64 q_blocks = (s.Sq + kQueryBlock - 1) / kQueryBlock;
+  const i64 q_rows = query_block(s);
+  const i64 q_blocks = (s.Sq + q_rows - 1) / q_rows;
   const i64 items = s.B * s.H * q_blocks;
   const int threads = parallel::threads_for(items);
   const i64 per_thread = scratch_floats(use_fused, s);
@@ -274,13 +289,13 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
     for (i64 item = range.begin; item < range.end; ++item) {
       const i64 bh = item / q_blocks, qb = item % q_blocks;
       const i64 b = bh / s.H, h = bh % s.H;
-      const i64 i0 = qb * kQueryBlock;
+      const i64 i0 = qb * q_rows;
       const Item it{q.data() + b * q.stride(0) + h * q.stride(1) + i0 * q.stride(2),
                     k.data() + b * k.stride(0) + h * k.stride(1),
                     v.data() + b * v.stride(0) + h * v.stride(1),
                     out.data() + b * out.stride(0) + h * out.stride(1) + i0 * out.stride(2),
                     q.stride(2), k.stride(2), v.stride(2), out.stride(2),
-                    b, i0, std::min(kQueryBlock, s.Sq - i0)};
+                    b, i0, std::min(q_rows, s.Sq - i0)};
       if (use_fused) {
         fused(kt, scratch, it, s, mask, scale);
       } else {

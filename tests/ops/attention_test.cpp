@@ -146,6 +146,10 @@ TEST_P(AttentionTest, ShapesAcrossTileEdges) {
   for (i64 Sq : {1, 7, 65})
     for (i64 Sk : {2, 63, 513}) check_both_paths({1, 2, Sq, Sk, 64, 64}, seed++);
   check_both_paths({1, 1, 513, 513, 32, 48}, seed++);  // dv != dk, several key tiles
+  // Work items of 128 query rows (up to 256 keys, enough items per thread) and of 64, across
+  // both block edges.
+  for (i64 Sq : {127, 128, 129, 300})
+    for (i64 Sk : {256, 257}) check_both_paths({2, 2, Sq, Sk, 32, 32}, seed++);
 }
 
 TEST_P(AttentionTest, EveryMaskCombination) {
