@@ -441,7 +441,7 @@ struct Gemm {
           float* dst = panel + kk * NR;
           if (cols == NR) {
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) B::load_unaligned(src + v * W).store_aligned(dst + v * W);
+            for (int v = 0; v < NV; ++v) B::load_unaligned(src + v * W).store_unaligned(dst + v * W);
           } else {
             for (i64 q = 0; q < NR; ++q) dst[q] = q < cols ? src[q] : 0.0f;
           }

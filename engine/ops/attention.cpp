@@ -13,6 +13,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/gemm_internal.hpp"
 #include "engine/ops/mask_rows.hpp"
 
 namespace engine {
@@ -45,7 +46,7 @@ struct RowMasks {
 
 // One thread's scratch, carved from one block (the caller's arena, or a per-thread buffer), each
 // part starting on a cache line:
-//   materialized: scores [rows, Sk] | key_bias [Sk] | row_bias [Sk]
+//   materialized: scores [rows, Sk] | key_bias [Sk] | row_bias [Sk] | packed_keys (Kᵀ in panels)
 //   fused:        scores [rows, KB] | acc [rows, dv] | row_max [rows] | row_sum [rows] |
 //                 key_bias [KB] | row_bias [KB]          (independent of Sk)
 // key_bias holds key_padding as 0 / -inf, row_bias a bool attn_mask row the same way.
@@ -56,6 +57,7 @@ struct Scratch {
   float* row_sum;
   float* key_bias;
   float* row_bias;
+  float* packed_keys;  // materialized: op(B) = Kᵀ [dk, keys] in the GEMM's panel layout
 };
 
 constexpr i64 kLineFloats = 16;  // 64-byte cache line
@@ -72,7 +74,7 @@ i64 max_query_rows(const Shapes& s) { return std::min(s.Sk <= kTallMaxKeys ? kTa
 
 i64 scratch_floats(bool fused, const Shapes& s) {
   const i64 rows = max_query_rows(s);
-  if (!fused) return line_up(rows * s.Sk) + 2 * line_up(s.Sk);
+  if (!fused) return line_up(rows * s.Sk) + 2 * line_up(s.Sk) + line_up(ops::packed_b_floats(s.dk, s.Sk));
   const i64 kb = std::min(kKeyBlock, s.Sk);
   return line_up(rows * kb) + line_up(rows * s.dv) + 2 * line_up(rows) + 2 * line_up(kb);
 }
@@ -90,6 +92,7 @@ Scratch carve(float* base, bool fused, const Shapes& s) {
     sc.scores = take(rows * s.Sk);
     sc.key_bias = take(s.Sk);
     sc.row_bias = take(s.Sk);
+    sc.packed_keys = take(ops::packed_b_floats(s.dk, s.Sk));
     return sc;
   }
   const i64 kb = std::min(kKeyBlock, s.Sk);
@@ -125,27 +128,42 @@ struct Item {
   float* out;      // [rows, dv] at row stride ldo
   i64 ldq, ldk, ldv, ldo;
   i64 b, i0, rows;
+  i64 block_rows;  // the rows are computed in blocks of this many (the materialized path)
 };
 
+// Keys past the last of rows [i0, i0 + rows)'s causal / length limit are never needed.
+i64 keys_needed(const RowMasks& rm, i64 b, i64 i0, i64 rows) {
+  i64 key_end = 0;
+  for (i64 r = 0; r < rows; ++r) key_end = std::max(key_end, rm.visible(b, i0 + r));
+  return key_end;
+}
+
+// The item's keys are packed (Kᵀ) once, then each block of block_rows queries computes its scores
+// [rows, key_end] on the first key_end of them, its softmax, and its share of P·V.
 void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
                   const AttentionMask& mask, float scale) {
   const RowMasks rm{mask, s};
-  // Keys past the last row's causal / length limit are never needed: compute only [0, key_end).
-  i64 key_end = 0;
-  for (i64 r = 0; r < it.rows; ++r) key_end = std::max(key_end, rm.visible(it.b, it.i0 + r));
-  if (key_end == 0) {  // every row fully masked
-    for (i64 r = 0; r < it.rows; ++r) std::fill_n(it.out + r * it.ldo, s.dv, 0.0f);
-    return;
+  const i64 item_keys = keys_needed(rm, it.b, it.i0, it.rows);
+  if (item_keys > 0) ops::pack_b_on_this_thread(s.dk, item_keys, it.k, it.ldk, Transpose::yes, sc.packed_keys);
+  const float* key_bias = key_bias_for(sc.key_bias, mask, it.b, s.Sk, 0, item_keys);
+  for (i64 r0 = 0; r0 < it.rows; r0 += it.block_rows) {
+    const i64 rows = std::min(it.block_rows, it.rows - r0), i0 = it.i0 + r0;
+    float* out = it.out + r0 * it.ldo;
+    const i64 key_end = keys_needed(rm, it.b, i0, rows);
+    if (key_end == 0) {  // every row of the block fully masked
+      for (i64 r = 0; r < rows; ++r) std::fill_n(out + r * it.ldo, s.dv, 0.0f);
+      continue;
+    }
+    float* scores = sc.scores;  // [rows, key_end]
+    ops::gemm_packed_columns(rows, key_end, s.dk, it.q + r0 * it.ldq, it.ldq, sc.packed_keys, item_keys, scores,
+                             key_end);
+    for (i64 r = 0; r < rows; ++r) {
+      const i64 i = i0 + r;
+      kt.softmax_row(rm.visible(it.b, i), key_end, scores + r * key_end, scores + r * key_end, scale, key_bias,
+                     row_bias_for(sc.row_bias, mask, i, s.Sk, 0, key_end));
+    }
+    gemm(rows, s.dv, key_end, scores, key_end, it.v, it.ldv, Transpose::no, out, it.ldo);
   }
-  float* scores = sc.scores;  // [rows, key_end]
-  gemm(it.rows, key_end, s.dk, it.q, it.ldq, it.k, it.ldk, Transpose::yes, scores, key_end);
-  const float* key_bias = key_bias_for(sc.key_bias, mask, it.b, s.Sk, 0, key_end);
-  for (i64 r = 0; r < it.rows; ++r) {
-    const i64 i = it.i0 + r;
-    kt.softmax_row(rm.visible(it.b, i), key_end, scores + r * key_end, scores + r * key_end, scale, key_bias,
-                   row_bias_for(sc.row_bias, mask, i, s.Sk, 0, key_end));
-  }
-  gemm(it.rows, s.dv, key_end, scores, key_end, it.v, it.ldv, Transpose::no, it.out, it.ldo);
 }
 
 void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
@@ -156,8 +174,7 @@ void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, co
   std::fill_n(acc, it.rows * s.dv, 0.0f);
   std::fill_n(sc.row_max, it.rows, -INFINITY);
   std::fill_n(sc.row_sum, it.rows, 0.0f);
-  i64 key_end = 0;  // no row sees a key at or past this one: later tiles are skipped, not computed
-  for (i64 r = 0; r < it.rows; ++r) key_end = std::max(key_end, rm.visible(it.b, it.i0 + r));
+  const i64 key_end = keys_needed(rm, it.b, it.i0, it.rows);  // later tiles are skipped, not computed
   for (i64 j0 = 0; j0 < key_end; j0 += kKeyBlock) {
     const i64 kb = std::min(kKeyBlock, key_end - j0);
     // A tile whose keys are all padding adds nothing to any row: skip it, do not compute it.
@@ -268,9 +285,17 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
   const bool use_fused = uses_fused(path, s);
 
   const kernels::KernelTable& kt = kernels::active();
+  // Work items: (batch, head, a run of query blocks). The materialized path packs an item's keys
+  // once for all its blocks, so an item takes a head's every block unless that leaves fewer than
+  // two items per thread; the fused path packs per key tile anyway and takes one block.
   const i64 q_rows = query_block(s);
   const i64 q_blocks = (s.Sq + q_rows - 1) / q_rows;
-  const i64 items = s.B * s.H * q_blocks;
+  const i64 heads = s.B * s.H;
+  const i64 chunks = use_fused ? q_blocks : std::clamp<i64>((2 * num_threads() + heads - 1) / heads, 1, q_blocks);
+  const i64 blocks_per_item = (q_blocks + chunks - 1) / chunks;
+  const i64 items_per_head = (q_blocks + blocks_per_item - 1) / blocks_per_item;
+  const i64 rows_per_item = blocks_per_item * q_rows;
+  const i64 items = heads * items_per_head;
   const int threads = parallel::threads_for(items);
   const i64 per_thread = scratch_floats(use_fused, s);
   // With an arena, all threads' scratch is one bump allocation, given back when the call ends.
@@ -287,15 +312,15 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
     const Scratch scratch = carve(mine, use_fused, s);
     const auto range = parallel::split_range(items, threads, tid);
     for (i64 item = range.begin; item < range.end; ++item) {
-      const i64 bh = item / q_blocks, qb = item % q_blocks;
+      const i64 bh = item / items_per_head, part = item % items_per_head;
       const i64 b = bh / s.H, h = bh % s.H;
-      const i64 i0 = qb * q_rows;
+      const i64 i0 = part * rows_per_item;
       const Item it{q.data() + b * q.stride(0) + h * q.stride(1) + i0 * q.stride(2),
                     k.data() + b * k.stride(0) + h * k.stride(1),
                     v.data() + b * v.stride(0) + h * v.stride(1),
                     out.data() + b * out.stride(0) + h * out.stride(1) + i0 * out.stride(2),
                     q.stride(2), k.stride(2), v.stride(2), out.stride(2),
-                    b, i0, std::min(q_rows, s.Sq - i0)};
+                    b, i0, std::min(rows_per_item, s.Sq - i0), q_rows};
       if (use_fused) {
         fused(kt, scratch, it, s, mask, scale);
       } else {

@@ -21,6 +21,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/gemm_internal.hpp"
 #include "engine/ops/gemm_policy.hpp"
 
 namespace engine {
@@ -164,6 +165,7 @@ struct GemmCall {
   // B: either prepacked (the whole of op(B) in panel layout) or the caller's matrix, packed one
   // KC x NC block at a time by the thread that uses it, while the block is hot in its L2.
   const float* prepacked_b;
+  i64 packed_n;  // the width op(B) was packed with (>= N: a product may use its first N columns)
   const float* b;
   i64 ldb;
   bool trans_b;
@@ -180,7 +182,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
   const GemmBlocking& blk = kt.gemm;
   // ceil(ncb / NR) panels [kcb][NR], or B itself when read in place (g.b_in_place)
   auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {
-    if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.N, k0, n0);
+    if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0);
     if (g.b_in_place) return g.b + k0 * g.ldb + n0;
     kt.pack_b(kcb, ncb, g.trans_b ? g.b + n0 * g.ldb + k0 : g.b + k0 * g.ldb + n0, g.ldb, g.trans_b, b_buf);
     return b_buf;
@@ -211,7 +213,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       }
     }
     const i64 kcb = std::min<i64>(blk.kc, g.K - k_next), ncb = std::min<i64>(blk.nc, n_end - n_next);
-    return {reinterpret_cast<const char*>(panel_at(g.prepacked_b, blk, g.K, g.N, k_next, n_next)),
+    return {reinterpret_cast<const char*>(panel_at(g.prepacked_b, blk, g.K, g.packed_n, k_next, n_next)),
             ceil_div(ncb, blk.nr) * blk.nr * kcb * static_cast<i64>(sizeof(float))};
   };
   if (m_outer) {
@@ -368,8 +370,8 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, B, ldb, trans,
-                   read_b_in_place(kt.gemm, M, N, trans)});
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, N, B, ldb,
+                   trans, read_b_in_place(kt.gemm, M, N, trans)});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -382,7 +384,33 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
   run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
+                   p.N, nullptr, 0, false, false});
+}
+
+namespace ops {
+// The widest NR of any instruction set (AVX-512: 4 zmm); every NR divides it.
+constexpr i64 kWidestNr = 64;
+
+i64 packed_b_floats(i64 K, i64 N) { return K * ceil_div(N, kWidestNr) * kWidestNr; }
+
+void pack_b_on_this_thread(i64 K, i64 N, const float* B, i64 ldb, Transpose trans_b, float* out) {
+  const KernelTable& kt = kernels::active();
+  const GemmBlocking& blk = kt.gemm;
+  if (kWidestNr % blk.nr != 0) fail("pack_b_on_this_thread: NR ", blk.nr, " does not divide ", kWidestNr);
+  const bool trans = trans_b == Transpose::yes;
+  for (i64 k0 = 0; k0 < K; k0 += blk.kc)
+    kt.pack_b(std::min<i64>(blk.kc, K - k0), N, trans ? B + k0 : B + k0 * ldb, ldb, trans,
+              const_cast<float*>(panel_at(out, blk, K, N, k0, 0)));
+}
+
+void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* packed_b, i64 packed_n, float* C,
+                         i64 ldc) {
+  if (N > packed_n) fail("gemm_packed_columns: N (", N, ") exceeds the packed width (", packed_n, ")");
+  check_common("gemm_packed_columns", M, N, K, A, lda, C, ldc, 0.0f);
+  const KernelTable& kt = kernels::active();
+  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, false, GemmEpilogue{}, packed_b, packed_n,
                    nullptr, 0, false, false});
 }
+}  // namespace ops
 
 }  // namespace engine

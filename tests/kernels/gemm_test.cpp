@@ -13,6 +13,7 @@
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
 #include "engine/ops.hpp"
+#include "engine/ops/gemm_internal.hpp"
 #include "engine/ops/gemm_policy.hpp"
 #include "reference.hpp"
 #include "test_util.hpp"
@@ -151,6 +152,34 @@ TEST_P(GemmTest, PackedWeightsMatchUnpacked) {
     for (i64 k : {1, 64, blk().kc + 1}) {
       run_case({29, 2 * blk().nr + 1, k, t, 0.0f, true, Activation::gelu_erf, 0, 2, 0, true}, seed++);
       run_case({1, 96, k, t, 1.0f, false, Activation::relu, 0, 0, 4, true}, seed++);
+    }
+}
+
+TEST_P(GemmTest, ProductsOnTheFirstColumnsOfACallersPacking) {
+  // Attention packs a head's keys once (pack_b_on_this_thread) and multiplies each query block by
+  // the first N columns it needs (gemm_packed_columns): every N up to the packed width, K across
+  // the K block, both forms of B, against the reference on those columns.
+  std::uint32_t seed = 600;
+  for (Transpose t : {Transpose::no, Transpose::yes})
+    for (i64 K : {1, 64, blk().kc + 3}) {
+      const i64 nr = blk().nr, packed_n = 2 * nr + 5, M = blk().mr + 2, lda = K + 1;
+      const i64 ldb = (t == Transpose::yes ? K : packed_n) + 3;
+      const auto A = random_vector(static_cast<std::size_t>(M * lda), seed++);
+      const auto B = random_vector(static_cast<std::size_t>((t == Transpose::yes ? packed_n : K) * ldb), seed++);
+      std::vector<float> packed(static_cast<std::size_t>(ops::packed_b_floats(K, packed_n)));
+      ops::pack_b_on_this_thread(K, packed_n, B.data(), ldb, t, packed.data());
+      for (i64 N : {i64{1}, nr - 1, nr, nr + 1, packed_n}) {
+        const auto want = ref_gemm(M, N, K, A.data(), lda, B.data(), ldb, t, nullptr, N, 0.0f, nullptr, Activation::none);
+        std::vector<float> C(static_cast<std::size_t>(M * N), -7.0f);
+        ops::gemm_packed_columns(M, N, K, A.data(), lda, packed.data(), packed_n, C.data(), N);
+        ASSERT_TRUE(all_close(C.data(), want.data(), want.size(), 4e-6 * std::sqrt(static_cast<double>(K)),
+                              2e-6 * std::sqrt(static_cast<double>(K)) + 1e-6))
+            << "K=" << K << " N=" << N << (t == Transpose::yes ? " B^T" : " B");
+      }
+      std::vector<float> C(static_cast<std::size_t>(M * (packed_n + 1)));
+      expect_error([&] { ops::gemm_packed_columns(M, packed_n + 1, K, A.data(), lda, packed.data(), packed_n, C.data(),
+                                                  packed_n + 1); },
+                   "exceeds the packed width");
     }
 }
 
