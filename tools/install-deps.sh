@@ -13,6 +13,7 @@ packages=(
   libonnx-testdata          # ONNX's node tests: external conformance for our kernels
   nlohmann-json3-dev        # JSON for the weight loader (safetensors headers, config.json)
   libcli11-dev              # command-line parsing for engine-run
+  gnuplot-nox               # engine-bench --sweep --plot and engine-profile --roofline draw with it
   clang-14 libclang-rt-14-dev   # libFuzzer + sanitizer runtimes: the loader's fuzz target (ENGINE_FUZZ)
   libomp-14-dev             # LLVM's OpenMP and its Archer tool: the ThreadSanitizer build (ENGINE_TSAN)
 )
