@@ -64,6 +64,17 @@ i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div
 
 i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
 
+// A weight with K <= 768 is packed as one K block: the product then writes C once instead of
+// reading it back after every KC rows. With N = 3072 a 192-row block of C (2.4 MB) no longer fits
+// L2, and those read-backs cost 1024 x 3072 x 768 about 5% (isolated, 235-241 -> 246-251 GFLOP/s;
+// 1024 x 768 x 3072 unchanged). The B panel (768 x NR) then streams from L2 rather than L1, which
+// the micro-kernel absorbs.
+constexpr i64 kSingleBlockMaxK = 768;
+GemmBlocking packed_blocking(GemmBlocking blk, i64 K) {
+  if (K <= kSingleBlockMaxK && K > blk.kc) blk.kc = static_cast<int>(K);
+  return blk;
+}
+
 // ENGINE_GEMM_PACK_A=always|never overrides the automatic choice (a tuning knob for benchmarks).
 std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
   const char* v = std::getenv("ENGINE_GEMM_PACK_A");
@@ -114,8 +125,8 @@ const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N
 }
 
 // Packs all of op(B) into `out` using the threads of the enclosing parallel region (or one).
-void pack_b_all(const KernelTable& kt, i64 K, i64 N, const float* B, i64 ldb, bool trans, float* out) {
-  const GemmBlocking& blk = kt.gemm;
+void pack_b_all(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, const float* B, i64 ldb, bool trans,
+                float* out) {
   const i64 kblocks = ceil_div(K, blk.kc);
   const i64 panels = ceil_div(N, blk.nr);
   constexpr i64 kPanelsPerTask = 4;
@@ -170,6 +181,7 @@ struct GemmCall {
   i64 ldb;
   bool trans_b;
   bool b_in_place;  // read B[K, N] directly instead of packing it (see read_b_in_place)
+  GemmBlocking blk;  // the instruction set's, with a prepacked weight's own KC (see pack_matrix)
 };
 
 // One thread's share, rows [m_begin, m_end) x columns [n_begin, n_end) of C. Two loop orders:
@@ -179,7 +191,7 @@ struct GemmCall {
 // MC block. The cheaper one is chosen per call (with prepacked B, m-outer packs nothing twice).
 void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float* a_buf, float* b_buf, i64 m_begin,
                    i64 m_end, i64 n_begin, i64 n_end) {
-  const GemmBlocking& blk = kt.gemm;
+  const GemmBlocking& blk = g.blk;
   // ceil(ncb / NR) panels [kcb][NR], or B itself when read in place (g.b_in_place)
   auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {
     if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0);
@@ -269,7 +281,7 @@ constexpr double kMinWeightFloatsToThread = 1 << 18;
 constexpr double kReadWeight = 0.5;
 
 void run(const KernelTable& kt, const GemmCall& g) {
-  const GemmBlocking& blk = kt.gemm;
+  const GemmBlocking& blk = g.blk;
   const i64 mtiles = ceil_div(g.M, blk.mr), npanels = ceil_div(g.N, blk.nr);
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
   const bool weight_bound = g.prepacked_b != nullptr &&
@@ -347,18 +359,18 @@ PackedMatrix pack_matrix(i64 K, i64 N, const float* B, i64 ldb, Transpose trans_
   const KernelTable& kt = kernels::active();
   auto impl = std::make_unique<PackedMatrix::Impl>();
   impl->isa = kt.isa;
-  impl->blk = kt.gemm;
+  impl->blk = packed_blocking(kt.gemm, K);
   impl->K = K;
   impl->N = N;
-  impl->floats = packed_b_floats(kt.gemm, K, N);
+  impl->floats = packed_b_floats(impl->blk, K, N);
   impl->data = allocate_floats(impl->floats, "pack_matrix");
   float* out = impl->data.get();
   const int threads = parallel::threads_for(ceil_div(N, kt.gemm.nr));
   if (threads == 1) {
-    pack_b_all(kt, K, N, B, ldb, trans, out);
+    pack_b_all(kt, impl->blk, K, N, B, ldb, trans, out);
   } else {
 #pragma omp parallel num_threads(threads)
-    pack_b_all(kt, K, N, B, ldb, trans, out);
+    pack_b_all(kt, impl->blk, K, N, B, ldb, trans, out);
   }
   return PackedMatrix(std::move(impl));
 }
@@ -371,7 +383,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
   run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, N, B, ldb,
-                   trans, read_b_in_place(kt.gemm, M, N, trans)});
+                   trans, read_b_in_place(kt.gemm, M, N, trans), kt.gemm});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -384,7 +396,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
   run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
-                   p.N, nullptr, 0, false, false});
+                   p.N, nullptr, 0, false, false, p.blk});
 }
 
 namespace ops {
@@ -409,7 +421,7 @@ void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const flo
   check_common("gemm_packed_columns", M, N, K, A, lda, C, ldc, 0.0f);
   const KernelTable& kt = kernels::active();
   run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, false, GemmEpilogue{}, packed_b, packed_n,
-                   nullptr, 0, false, false});
+                   nullptr, 0, false, false, kt.gemm});
 }
 }  // namespace ops
 

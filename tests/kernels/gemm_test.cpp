@@ -148,8 +148,9 @@ TEST_P(GemmTest, EveryEpilogueAndBeta) {
 
 TEST_P(GemmTest, PackedWeightsMatchUnpacked) {
   std::uint32_t seed = 500;
+  // A prepacked weight with K <= 768 is one K block; past that it uses KC: both sides of both edges.
   for (Transpose t : {Transpose::no, Transpose::yes})
-    for (i64 k : {1, 64, blk().kc + 1}) {
+    for (i64 k : {i64{1}, i64{64}, i64{blk().kc} + 1, i64{767}, i64{768}, i64{769}, 2 * i64{blk().kc} + 3}) {
       run_case({29, 2 * blk().nr + 1, k, t, 0.0f, true, Activation::gelu_erf, 0, 2, 0, true}, seed++);
       run_case({1, 96, k, t, 1.0f, false, Activation::relu, 0, 0, 4, true}, seed++);
     }
