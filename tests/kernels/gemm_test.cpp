@@ -200,6 +200,33 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
   set_num_threads(0);
 }
 
+TEST_P(GemmTest, ManyRowsAndPackingFromInsideAParallelRegionComputeEverything) {
+  // Products with >= 512 rows pack all of B up front, and pack_matrix packs with a work-sharing
+  // loop; called from one thread of somebody else's parallel region both must do all their work on
+  // that thread (a work-sharing loop there would bind to the caller's team).
+  const i64 M = 517, N = 2 * blk().nr + 3, K = 70;
+  const auto A = random_vector(static_cast<std::size_t>(M * K), 31);
+  const auto B = random_vector(static_cast<std::size_t>(K * N), 32);
+  const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, nullptr, N, 0.0f, nullptr,
+                             Activation::none);
+  std::vector<std::vector<float>> plain(3, std::vector<float>(static_cast<std::size_t>(M * N), -7.0f));
+  std::vector<std::vector<float>> packed = plain;
+#pragma omp parallel for num_threads(2)
+  for (int t = 0; t < 3; ++t) {
+    gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, plain[t].data(), N);
+    const PackedMatrix P = pack_matrix(K, N, B.data(), N, Transpose::no);
+    gemm_packed(M, A.data(), K, P, packed[t].data(), N);
+  }
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_TRUE(all_close(plain[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "gemm, call " << t;
+    EXPECT_TRUE(all_close(packed[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "pack_matrix, call " << t;
+  }
+  // And at the top level, on every thread: the same answer.
+  std::vector<float> top(static_cast<std::size_t>(M * N));
+  gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, top.data(), N);
+  EXPECT_TRUE(all_close(top.data(), want.data(), want.size(), 1e-4, 1e-4));
+}
+
 TEST_P(GemmTest, CalledFromInsideAParallelRegionComputesEverything) {
   // Attention runs per-head GEMMs from its own parallel loop; each call must do all of its work.
   const i64 M = 2 * blk().mc + 5, N = 3 * blk().nr + 1, K = 77;
