@@ -123,10 +123,14 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
 // of packing one KC x NC block at a time. With many rows the whole packing is paid once against
 // 2·M FLOPs per element, A is packed once rather than once per NC block, a weight with K <= 768
 // becomes one K block, and the panels are prefetched like a prepacked weight's.
-// (Measured at M = 1024, one run each way alternated twice: plain lin_m1024_n3072_k768 1.14 ->
-// 1.23x oneDNN, sq_2048 1.01 -> 1.10x, lin_m1024_n768_k768 0.98 -> 0.99-1.00x at 1 thread.)
-constexpr i64 kWholeBMinRows = 512;
-bool packs_whole_b(i64 M) { return M >= kWholeBMinRows; }
+// (Measured at M = 1024, alternated runs: plain lin_m1024_n3072_k768 1.14 -> 1.23x oneDNN,
+// sq_2048 1.01 -> 1.10x, lin_m1024_n768_k768 0.98 -> 0.99-1.00x at 1 thread.) Not for narrow B
+// (fewer than four panels): pv_s1024 (N = 64) lost 10% at 2 threads, where each thread packing its
+// own small block keeps it in its own L2.
+constexpr i64 kWholeBMinRows = 512, kWholeBMinPanels = 4;
+bool packs_whole_b(const GemmBlocking& blk, i64 M, i64 N) {
+  return M >= kWholeBMinRows && ceil_div(N, blk.nr) >= kWholeBMinPanels;
+}
 
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
 const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N, i64 k0, i64 n0) {
@@ -406,7 +410,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
   const bool pack_a = should_pack_a(kt.gemm, N, lda), in_place = read_b_in_place(kt.gemm, M, N, trans);
-  if (!in_place && packs_whole_b(M)) {
+  if (!in_place && packs_whole_b(kt.gemm, M, N)) {
     // Many rows: pack all of op(B) once, as pack_matrix() would, and run the prepacked path.
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));

@@ -201,10 +201,10 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
 }
 
 TEST_P(GemmTest, ManyRowsAndPackingFromInsideAParallelRegionComputeEverything) {
-  // Products with >= 512 rows pack all of B up front, and pack_matrix packs with a work-sharing
-  // loop; called from one thread of somebody else's parallel region both must do all their work on
-  // that thread (a work-sharing loop there would bind to the caller's team).
-  const i64 M = 517, N = 2 * blk().nr + 3, K = 70;
+  // Products with >= 512 rows and >= 4 B panels pack all of B up front, and pack_matrix packs with
+  // a work-sharing loop; called from one thread of somebody else's parallel region both must do all
+  // their work on that thread (a work-sharing loop there would bind to the caller's team).
+  const i64 M = 517, N = 4 * blk().nr + 3, K = 70;
   const auto A = random_vector(static_cast<std::size_t>(M * K), 31);
   const auto B = random_vector(static_cast<std::size_t>(K * N), 32);
   const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, nullptr, N, 0.0f, nullptr,
