@@ -88,16 +88,20 @@ std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
 // Packing an MC x KC block of A costs about a load and a store per element and is reused by every
 // B panel of the call. Read in place, the MR rows of a tile sit lda apart; when lda is a multiple
 // of a large power of two they map to one or two of L1's 64 sets and evict each other and the B
-// panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%). Pack when that happens and at least
-// four B panels share the packed block; otherwise (e.g. lda = 64, or N = 64) read A in place.
+// panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%, when first measured). Pack when that
+// happens and at least four B panels share the packed block, unless B itself is read in place;
+// otherwise (e.g. lda = 64, or N = 64) read A in place.
 std::atomic<ops::PackBPolicy> g_pack_b_policy{ops::PackBPolicy::automatic};
 
-bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda) {
+bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda, bool b_in_place = false) {
   switch (g_pack_a_policy.load()) {
     case ops::PackAPolicy::always: return true;
     case ops::PackAPolicy::never: return false;
     case ops::PackAPolicy::automatic: break;
   }
+  // With B read in place (M <= 256), A read in place measured faster for every lda tried: M = 128,
+  // N = 768 / 3072, K = 768 / 3072, 1-7% at 1 and 2 threads.
+  if (b_in_place) return false;
   if (ceil_div(N, blk.nr) < 4) return false;
   constexpr i64 kLineBytes = 64, kL1Sets = 64;
   const i64 row_bytes = lda * static_cast<i64>(sizeof(float));
@@ -409,7 +413,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  const bool pack_a = should_pack_a(kt.gemm, N, lda), in_place = read_b_in_place(kt.gemm, M, N, trans);
+  const bool in_place = read_b_in_place(kt.gemm, M, N, trans), pack_a = should_pack_a(kt.gemm, N, lda, in_place);
   if (!in_place && packs_whole_b(kt.gemm, M, N)) {
     // Many rows: pack all of op(B) once, as pack_matrix() would, and run the prepacked path.
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
