@@ -124,20 +124,30 @@ template <class Arch>
   return v[0];
 }
 
+// y[i] = f(x[i]) for whole groups of U vectors from the start of [0, n), f applied to a group at
+// once (pack_fn(B (&)[U]) in place) so that the vectors' dependency chains overlap. Returns the
+// number of floats done; the caller finishes the rest. y may be x.
+template <class Arch, int U, class PackFn>
+[[gnu::always_inline]] inline i64 map_in_packs(i64 n, const float* x, float* y, PackFn pack_fn) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  i64 i = 0;
+  for (; i + U * W <= n; i += U * W) {
+    B v[U];
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) v[u] = B::load_unaligned(x + i + u * W);
+    pack_fn(v);
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) v[u].store_unaligned(y + i + u * W);
+  }
+  return i;
+}
+
 template <class Arch>
 void exp_array(i64 n, const float* x, float* y) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
-  constexpr int U = 4;
-  i64 i = 0;
-  for (; i + U * W <= n; i += U * W) {
-    B v[U];
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) v[u] = B::load_unaligned(x + i + u * W);
-    exp_pack<Arch, U>(v);
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) v[u].store_unaligned(y + i + u * W);
-  }
+  i64 i = map_in_packs<Arch, 4>(n, x, y, [](B(&v)[4]) __attribute__((always_inline)) { exp_pack<Arch, 4>(v); });
   for (; i + W <= n; i += W) exp_vec<Arch>(B::load_unaligned(x + i)).store_unaligned(y + i);
   if (i < n) {
     alignas(64) float tmp[W];
@@ -209,17 +219,8 @@ void activation_array(Activation act, i64 n, float* x) {
   constexpr i64 W = B::size;
   if (act == Activation::none) return;
   i64 i = 0;
-  if (act == Activation::gelu_erf) {  // four vectors at a time, their ~30 dependent steps interleaved
-    constexpr int U = 4;
-    for (; i + U * W <= n; i += U * W) {
-      B v[U];
-#pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) v[u] = B::load_unaligned(x + i + u * W);
-      gelu_erf<Arch, U>(v);
-#pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) v[u].store_unaligned(x + i + u * W);
-    }
-  }
+  if (act == Activation::gelu_erf)  // four vectors at a time, their ~30 dependent steps interleaved
+    i = map_in_packs<Arch, 4>(n, x, x, [](B(&v)[4]) __attribute__((always_inline)) { gelu_erf<Arch, 4>(v); });
   for (; i + W <= n; i += W) activate<Arch>(act, B::load_unaligned(x + i)).store_unaligned(x + i);
   if (i < n) {
     alignas(64) float tmp[W] = {};

@@ -449,10 +449,7 @@ void pack_b_on_this_thread(i64 K, i64 N, const float* B, i64 ldb, Transpose tran
   const KernelTable& kt = kernels::active();
   const GemmBlocking& blk = kt.gemm;
   if (kWidestNr % blk.nr != 0) fail("pack_b_on_this_thread: NR ", blk.nr, " does not divide ", kWidestNr);
-  const bool trans = trans_b == Transpose::yes;
-  for (i64 k0 = 0; k0 < K; k0 += blk.kc)
-    kt.pack_b(std::min<i64>(blk.kc, K - k0), N, trans ? B + k0 : B + k0 * ldb, ldb, trans,
-              const_cast<float*>(panel_at(out, blk, K, N, k0, 0)));
+  pack_b_all(kt, blk, K, N, B, ldb, trans_b == Transpose::yes, out, /*team_shares_it=*/false);
 }
 
 void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* packed_b, i64 packed_n, float* C,
