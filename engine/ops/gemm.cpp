@@ -4,7 +4,8 @@
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
 //   and so does a plain product with many rows, which packs all of op(B) once per call
 //   (packs_whole_b). With fewer rows each thread packs the KC x NC block it is about to use into its
-//   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place).
+//   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place), copying a large
+//   B's panels as their first tile reads them (copies_b_panels).
 //   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
 //   the NC / KC / MC loops in whichever order packs less (compute_block), A packed when N is wide.
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
@@ -123,6 +124,26 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
   return !trans && N % blk.nr == 0 && M <= 256;
 }
 
+// Whether B read in place is copied panel by panel as the first tile of each panel reads it (see
+// GemmMacroFn), with K <= 768 as one K block. Pays when B comes from L3 or memory, where the first
+// tile prefetches it and the others then read a contiguous panel: plain 128 x 768 x 768 241 ->
+// 250 GFLOP/s and 128 x 3072 x 768 216 -> 231 at 1 thread (macro-kernel alone, same run). Not for
+// B that stays in L2 (128 x 64 x 128: ~1-3% slower), nor with K > 768 (128 x 768 x 3072, KC 256: no
+// gain).
+constexpr i64 kCopyPanelsMinBFloats = i64{1} << 17;
+bool copies_b_panels(i64 N, i64 K) { return K <= kSingleBlockMaxK && K * N >= kCopyPanelsMinBFloats; }
+
+// The blocking of a plain product. Copied panels make K <= 768 one K block (as for a prepacked
+// weight). So does narrow B (N <= 64, at most 1024 deep: P·V in attention): with few columns
+// each C tile's read-back after every KC rows weighs more; one block measured 2-3% faster on
+// 128 x 64 x 512 (B in place) and 1024 x 64 x 1024 (B packed), 256 -> 262 GFLOP/s.
+constexpr i64 kNarrowMaxN = 64, kNarrowMaxK = 1024;
+GemmBlocking plain_blocking(GemmBlocking blk, i64 N, i64 K, bool copy_panels) {
+  if (copy_panels) return packed_blocking(blk, K);
+  if (N <= kNarrowMaxN && K <= kNarrowMaxK && K > blk.kc) blk.kc = static_cast<int>(K);
+  return blk;
+}
+
 // Whether a plain product packs all of op(B) up front and then runs as if it were prepacked, instead
 // of packing one KC x NC block at a time. With many rows the whole packing is paid once against
 // 2·M FLOPs per element, A is packed once rather than once per NC block, a weight with K <= 768
@@ -219,6 +240,7 @@ struct GemmCall {
   i64 ldb;
   bool trans_b;
   bool b_in_place;  // read B[K, N] directly instead of packing it (see read_b_in_place)
+  bool copy_b_panels;  // ...and copy each panel as its first tile reads it (see copies_b_panels)
   GemmBlocking blk;  // the instruction set's, with a prepacked weight's own KC (see pack_matrix)
 };
 
@@ -244,6 +266,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
     return a_buf;
   };
   const i64 b_ld = g.b_in_place ? g.ldb : 0;
+  float* b_panel_copy = g.copy_b_panels ? b_buf : nullptr;
   auto store_for = [&](i64 k0, i64 kcb, i64 n0) {
     return kernels::GemmStore{k0 > 0 || g.accumulate, k0 + kcb == g.K,
                               g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
@@ -275,7 +298,8 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
         for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
           const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
           kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
-                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0));
+                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0),
+                        b_panel_copy);
         }
       }
     }
@@ -289,7 +313,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
         const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
         kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, b_ld,
-                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{});
+                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, b_panel_copy);
       }
     }
   }
@@ -325,8 +349,14 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const bool weight_bound = g.prepacked_b != nullptr &&
                             static_cast<double>(g.K) * static_cast<double>(g.N) >= kMinWeightFloatsToThread;
   const int threads = flops < kMinFlopsToThread && !weight_bound ? 1 : parallel::threads_for(mtiles * npanels);
-  const i64 a_floats = g.pack_a ? packed_a_floats(blk) : 0;
-  const i64 b_floats = g.prepacked_b == nullptr && !g.b_in_place ? i64{blk.kc} * ceil_div(blk.nc, blk.nr) * blk.nr : 0;
+  // Each thread's scratch: its packed A block, then its B block (or copied panel). Both are kept
+  // whole 64-byte lines, so that every buffer starts on its own line.
+  constexpr i64 kLineFloats = 16;
+  const i64 a_floats = g.pack_a ? ceil_div(packed_a_floats(blk), kLineFloats) * kLineFloats : 0;
+  const i64 b_block_floats = g.prepacked_b != nullptr ? 0
+                             : g.b_in_place      ? (g.copy_b_panels ? i64{blk.kc} * blk.nr : 0)
+                                                 : i64{blk.kc} * ceil_div(std::min<i64>(blk.nc, g.N), blk.nr) * blk.nr;
+  const i64 b_floats = ceil_div(b_block_floats, kLineFloats) * kLineFloats;
 
   // Elements each split repeats in every thread; packing counts fully, reading in place half.
   const double a_repeat = static_cast<double>(g.M) * static_cast<double>(g.K) * (g.pack_a ? 1.0 : kReadWeight);
@@ -419,11 +449,13 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));
     pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
-    run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, packed, N, nullptr, 0, false, false, blk});
+    run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, packed, N, nullptr, 0, false, false,
+                     false, blk});
     return;
   }
+  const bool copy_panels = in_place && copies_b_panels(N, K);
   run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, N, B, ldb, trans, in_place,
-                   kt.gemm});
+                   copy_panels, plain_blocking(kt.gemm, N, K, copy_panels)});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -436,7 +468,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
   run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
-                   p.N, nullptr, 0, false, false, p.blk});
+                   p.N, nullptr, 0, false, false, false, p.blk});
 }
 
 namespace ops {
@@ -458,7 +490,7 @@ void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const flo
   check_common("gemm_packed_columns", M, N, K, A, lda, C, ldc, 0.0f);
   const KernelTable& kt = kernels::active();
   run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, false, GemmEpilogue{}, packed_b, packed_n,
-                   nullptr, 0, false, false, kt.gemm});
+                   nullptr, 0, false, false, false, kt.gemm});
 }
 }  // namespace ops
 

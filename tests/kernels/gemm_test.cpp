@@ -146,6 +146,29 @@ TEST_P(GemmTest, EveryEpilogueAndBeta) {
           run_case({blk().mr + 5, blk().nr + 7, 70, t, beta, bias, act}, seed++);
 }
 
+TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
+  // B read in place with K <= 768 and K x N >= 2^17 is one K block whose panels are copied by the
+  // first tile of each panel and read from the copy by the rest: one tile, several, the bottom
+  // edge, two MC blocks, every epilogue, a padded ldb, and K = 769 (KC blocks, no copy).
+  std::uint32_t seed = 450;
+  run_case({7, 256, 512, Transpose::no}, seed++);
+  run_case({6, 256, 512, Transpose::no, 1.0f}, seed++);
+  run_case({128, 320, 768, Transpose::no, 1.0f, true, Activation::relu, 0, 16, 0}, seed++);
+  run_case({200, 192, 700, Transpose::no, 0.0f, true, Activation::gelu_erf, 3, 0, 5}, seed++);
+  run_case({2 * blk().mc + 7, 256, 600, Transpose::no, 1.0f, false, Activation::none}, seed++);
+  run_case({13, 256, 769, Transpose::no, 0.0f, true, Activation::gelu_tanh}, seed++);
+}
+
+TEST_P(GemmTest, NarrowBIsOneKBlockUpTo1024Deep) {
+  // N <= 64 with K <= 1024 runs as one K block (P·V in attention); K = 1025 goes back to KC blocks.
+  std::uint32_t seed = 470;
+  for (i64 k : {i64{blk().kc} + 1, i64{700}, i64{1024}, i64{1025}})
+    for (Transpose t : {Transpose::no, Transpose::yes}) {
+      run_case({blk().mr * 3 + 1, 64, k, t, 1.0f, true, Activation::relu}, seed++);
+      run_case({2 * blk().mc + 5, 37, k, t, 0.0f, false, Activation::none, 0, 3, 2}, seed++);
+    }
+}
+
 TEST_P(GemmTest, PackedWeightsMatchUnpacked) {
   std::uint32_t seed = 500;
   // A prepacked weight with K <= 768 is one K block; past that it uses KC: both sides of both edges.
