@@ -89,9 +89,11 @@ std::atomic<ops::PackAPolicy> g_pack_a_policy{[] {
 // Packing an MC x KC block of A costs about a load and a store per element and is reused by every
 // B panel of the call. Read in place, the MR rows of a tile sit lda apart; when lda is a multiple
 // of a large power of two they map to one or two of L1's 64 sets and evict each other and the B
-// panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%, when first measured). Pack when that
-// happens and at least four B panels share the packed block, unless B itself is read in place;
-// otherwise (e.g. lda = 64, or N = 64) read A in place.
+// panel (lda = 3072 floats lost ~30% that way, lda = 768 ~8%, with the first micro-kernel). Pack
+// when that happens and N >= 1024 columns share the packed block, unless B itself is read in
+// place; otherwise (lda = 64, N <= 768) read A in place. With the B-panel prefetch, the threshold
+// measured (macro-kernel loops alone, M = 1024, prepacked B, runs alternated): A in place faster by
+// 1-3% for N = 512 and 768 (K = 512 .. 3072), packed faster or equal for N = 1536, 2048, 3072.
 std::atomic<ops::PackBPolicy> g_pack_b_policy{ops::PackBPolicy::automatic};
 
 bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda, bool b_in_place = false) {
@@ -103,7 +105,8 @@ bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda, bool b_in_place = fa
   // With B read in place (M <= 256), A read in place measured faster for every lda tried: M = 128,
   // N = 768 / 3072, K = 768 / 3072, 1-7% at 1 and 2 threads.
   if (b_in_place) return false;
-  if (ceil_div(N, blk.nr) < 4) return false;
+  constexpr i64 kPackAMinColumns = 1024;
+  if (N < kPackAMinColumns) return false;
   constexpr i64 kLineBytes = 64, kL1Sets = 64;
   const i64 row_bytes = lda * static_cast<i64>(sizeof(float));
   if (row_bytes % kLineBytes != 0) return false;  // rows land on shifting sets
