@@ -160,6 +160,43 @@ TEST_P(SoftmaxTest, KernelRowDirectWithVisibleAndBiases) {
   }
 }
 
+TEST_P(SoftmaxTest, WhatLiesPastVisibleIsNeverRead) {
+  // Rows whose last partial vector ends inside the row are computed a whole vector at a time, with
+  // the lanes past `visible` masked: NaN, +inf or huge values there must not reach the result. Both
+  // the plain row and the online (flash) row from a fresh state, which must give the same weights
+  // before normalisation.
+  const kernels::KernelTable& kt = kernels::table_for(GetParam());
+  const float garbage[] = {std::numeric_limits<float>::quiet_NaN(), kInf, -kInf, 3e38f};
+  for (i64 n : {i64{16}, i64{17}, i64{48}, i64{64}, i64{70}})
+    for (i64 visible = 0; visible <= n; ++visible)
+      for (float g : garbage) {
+        auto x = random_vector(static_cast<std::size_t>(n), static_cast<std::uint32_t>(500 + n + visible), -8.0f, 8.0f);
+        for (i64 j = visible; j < n; ++j) x[static_cast<std::size_t>(j)] = g;
+        const auto bias = random_vector(static_cast<std::size_t>(n), static_cast<std::uint32_t>(600 + n), -2.0f, 2.0f);
+        const auto want = ref_softmax_row(visible, n, x.data(), 0.25, bias.data(), nullptr);
+        const std::string what = "n=" + std::to_string(n) + " visible=" + std::to_string(visible) +
+                                 " garbage=" + std::to_string(g);
+        std::vector<float> y(static_cast<std::size_t>(n) + 1, kSentinel);
+        kt.softmax_row(visible, n, x.data(), y.data(), 0.25f, bias.data(), nullptr);
+        ASSERT_TRUE(all_close(y.data(), want.data(), static_cast<std::size_t>(n), kAbsTol, kRelTol)) << what;
+        ASSERT_EQ(y[static_cast<std::size_t>(n)], kSentinel) << what << ": wrote past n";
+
+        std::vector<float> s(x);
+        s.push_back(kSentinel);
+        float running_max = -kInf, running_sum = 0.0f;
+        kt.online_softmax_row(visible, n, s.data(), 0.25f, bias.data(), nullptr, &running_max, &running_sum);
+        ASSERT_EQ(s[static_cast<std::size_t>(n)], kSentinel) << what << ": online row wrote past n";
+        for (i64 j = 0; j < n; ++j) {
+          const double normalised = running_sum > 0.0f ? s[static_cast<std::size_t>(j)] / running_sum : 0.0;
+          ASSERT_NEAR(normalised, want[static_cast<std::size_t>(j)], kAbsTol + kRelTol * want[static_cast<std::size_t>(j)])
+              << what << " online j=" << j;
+          if (j >= visible) {
+            ASSERT_EQ(s[static_cast<std::size_t>(j)], 0.0f) << what << " online j=" << j;
+          }
+        }
+      }
+}
+
 TEST_P(SoftmaxTest, HostileValues) {
   IsaScope scope(GetParam());
   for (i64 cols : {1, 5, 16, 17, 33, 64, 129}) {
