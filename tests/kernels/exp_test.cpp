@@ -10,6 +10,7 @@
 // exp(0) == 1, exp(x) == +inf for x > 88.7228.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -170,6 +171,32 @@ TEST_P(ExpTest, TailLengthsMatchTheVectorBody) {
       ASSERT_EQ(y[static_cast<std::size_t>(n + offset)], -7.0f) << "n=" << n << " offset=" << offset << ": wrote past n";
     }
   }
+}
+
+TEST_P(ExpTest, SoftmaxExponentialsAreTheseExactBits) {
+  // The softmax uses a cut-down exp for its shifted scores (all <= 0, -inf or NaN); it must give
+  // the same bits as kt.exp on them. An online softmax row from a fresh state with scale 1 leaves
+  // exp(x[j] - max) in place, so compare it bit for bit with kt.exp of the same float differences,
+  // on rows spanning the whole range: large spreads (results down to the flush to 0 at -87.34),
+  // -inf keys, ties, every length through the vector tails.
+  const kernels::KernelTable& kt = kernels::table_for(GetParam());
+  for (i64 n = 1; n <= 70; ++n)
+    for (float spread : {1.0f, 40.0f, 100.0f, 300.0f}) {
+      auto x = random_vector(static_cast<std::size_t>(n), static_cast<std::uint32_t>(n * 7 + spread), -spread, spread);
+      if (n > 3) x[2] = -std::numeric_limits<float>::infinity();
+      if (n > 5) x[4] = x[0];
+      float row_max = -std::numeric_limits<float>::infinity();
+      for (float v : x) row_max = std::max(row_max, v);
+      std::vector<float> shifted(x.size()), want(x.size());
+      for (std::size_t j = 0; j < x.size(); ++j) shifted[j] = x[j] - row_max;
+      kt.exp(n, shifted.data(), want.data());
+      std::vector<float> got(x);
+      float running_max = -std::numeric_limits<float>::infinity(), running_sum = 0.0f;
+      kt.online_softmax_row(n, n, got.data(), 1.0f, nullptr, nullptr, &running_max, &running_sum);
+      for (std::size_t j = 0; j < x.size(); ++j)
+        ASSERT_EQ(bits_of(got[j]), bits_of(want[j])) << "n=" << n << " spread=" << spread << " j=" << j
+                                                     << " x - max=" << shifted[j];
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, ExpTest, ::testing::ValuesIn(test_isas()), isa_param_name);
