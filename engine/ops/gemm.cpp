@@ -205,8 +205,12 @@ void pack_b_threaded(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles. On a tie, avoid duplicated work: column ranges make every thread
-// pack (or read) all of A, row ranges make every thread pack (or read) all of B.
+// largest share of MR x NR tiles. Within 2% of a tie, avoid duplicated work: column ranges make
+// every thread pack (or read) all of A, row ranges make every thread pack (or read) all of B.
+// (Exact ties only, before: at 2 threads W3's FFN-down, 1024 x 512 x 2048, split its 171 x 8 tiles
+// by columns for 684 against 688, so both threads streamed all 8 MB of A, and each layer's next op
+// then read rows that the other core had written. Near-ties by rows, `engine-profile` W3 at 2
+// threads, old and new builds alternated: 85.4 -> 84.0 and 90.5 -> 84.5 ms; W2 35.8 -> 35.2.)
 struct Grid {
   int tm, tn;
 };
@@ -217,7 +221,9 @@ Grid choose_grid(int threads, i64 mtiles, i64 npanels, bool prefer_column_split)
     if (threads % tm != 0) continue;
     const int tn = threads / tm;
     const i64 load = ceil_div(mtiles, tm) * ceil_div(npanels, tn);
-    const bool better = best_load < 0 || load < best_load || (load == best_load && !prefer_column_split);
+    const bool clearly_less = load * 50 < best_load * 49;  // more than 2% less work per thread
+    const bool about_equal = !clearly_less && load * 49 <= best_load * 50;
+    const bool better = best_load < 0 || clearly_less || (about_equal && !prefer_column_split);
     if (better) {
       best = {tm, tn};
       best_load = load;
@@ -244,6 +250,7 @@ struct GemmCall {
   bool trans_b;
   bool b_in_place;  // read B[K, N] directly instead of packing it (see read_b_in_place)
   bool copy_b_panels;  // ...and copy each panel as its first tile reads it (see copies_b_panels)
+  bool b_packed_by_team;  // prepacked_b was packed by this call's threads (packs_whole_b)
   GemmBlocking blk;  // the instruction set's, with a prepacked weight's own KC (see pack_matrix)
 };
 
@@ -365,7 +372,11 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const double a_repeat = static_cast<double>(g.M) * static_cast<double>(g.K) * (g.pack_a ? 1.0 : kReadWeight);
   const double b_repeat =
       static_cast<double>(g.K) * static_cast<double>(g.N) * (g.prepacked_b || g.b_in_place ? kReadWeight : 1.0);
-  const Grid grid = choose_grid(threads, mtiles, npanels, /*prefer_column_split=*/a_repeat < b_repeat);
+  // B packed by this call's own threads stays, a panel group each, in the packing thread's cache:
+  // a column split then reads it where it is (a row split cost qkt_s1024 6% and lin_m1024_n768_k768
+  // 4% at 2 threads).
+  const Grid grid = choose_grid(threads, mtiles, npanels,
+                                /*prefer_column_split=*/a_repeat < b_repeat || g.b_packed_by_team);
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
   auto body = [&](int tid) {
@@ -453,12 +464,12 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));
     pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
     run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, packed, N, nullptr, 0, false, false,
-                     false, blk});
+                     false, true, blk});
     return;
   }
   const bool copy_panels = in_place && copies_b_panels(N, K);
   run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, N, B, ldb, trans, in_place,
-                   copy_panels, plain_blocking(kt.gemm, N, K, copy_panels)});
+                   copy_panels, false, plain_blocking(kt.gemm, N, K, copy_panels)});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -471,7 +482,7 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
   run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
-                   p.N, nullptr, 0, false, false, false, p.blk});
+                   p.N, nullptr, 0, false, false, false, false, p.blk});
 }
 
 namespace ops {
@@ -493,7 +504,7 @@ void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const flo
   check_common("gemm_packed_columns", M, N, K, A, lda, C, ldc, 0.0f);
   const KernelTable& kt = kernels::active();
   run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, false, GemmEpilogue{}, packed_b, packed_n,
-                   nullptr, 0, false, false, false, kt.gemm});
+                   nullptr, 0, false, false, false, false, kt.gemm});
 }
 }  // namespace ops
 
