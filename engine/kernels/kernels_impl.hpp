@@ -97,7 +97,12 @@ template <class Arch>
 // e^x for U independent vectors in place, interleaved like exp_reduced: one vector's ~30 dependent
 // steps leave most of the FMA pipes idle (exp_array, AVX-512: 14.3 cycles a vector one at a time,
 // 9.1 four at a time with vscalefps).
-template <class Arch, int U>
+// NON_POSITIVE: the inputs are known to be <= 0, -inf or NaN (a softmax row shifted by its maximum).
+// Same bits there, with 5 of the ~21 operations left out: nothing can overflow, and the clamp is
+// written max(min_x, x), which returns x when x is NaN (MAXPS returns its second operand when
+// either is NaN), so a NaN flows through the arithmetic instead of being selected back
+// (exp_shifted_sum, AVX-512, a row in L1: 11.5 -> 9.7 cycles a vector).
+template <class Arch, int U, bool NON_POSITIVE = false>
 [[gnu::always_inline]] inline void exp_pack(xsimd::batch<float, Arch> (&x)[U]) {
   using B = xsimd::batch<float, Arch>;
   const B max_x(88.72283935546875f), min_x(-87.33654022216797f);
@@ -105,43 +110,25 @@ template <class Arch, int U>
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
     input[u] = x[u];
-    x[u] = xsimd::min(xsimd::max(x[u], min_x), max_x);
+    x[u] = NON_POSITIVE ? xsimd::max(min_x, x[u]) : xsimd::min(xsimd::max(x[u], min_x), max_x);
   }
   exp_reduced<Arch, U>(x, n);
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
     B e = times_pow2<Arch>(x[u], n[u]);
     e = xsimd::select(input[u] < min_x, B(0.0f), e);  // underflow, -inf included
-    e = xsimd::select(input[u] > max_x, B(INFINITY), e);
-    x[u] = xsimd::select(xsimd::isnan(input[u]), input[u], e);  // NaN in, NaN out (the clamp hid it)
+    if constexpr (!NON_POSITIVE) {
+      e = xsimd::select(input[u] > max_x, B(INFINITY), e);
+      e = xsimd::select(xsimd::isnan(input[u]), input[u], e);  // NaN in, NaN out (the clamp hid it)
+    }
+    x[u] = e;
   }
 }
 
-// exp_pack for inputs known to be <= 0, -inf or NaN: a softmax row shifted by its maximum. Same
-// bits as exp_pack there, with 5 of its ~21 operations left out: nothing can overflow, and the
-// clamp is written max(min_x, x), which returns x when x is NaN (MAXPS returns its second operand
-// when either is NaN), so a NaN flows through the arithmetic instead of being selected back.
-// exp_shifted_sum, AVX-512, a row in L1: 11.5 -> 9.7 cycles a vector.
-template <class Arch, int U>
-[[gnu::always_inline]] inline void exp_pack_nonpositive(xsimd::batch<float, Arch> (&x)[U]) {
-  using B = xsimd::batch<float, Arch>;
-  const B min_x(-87.33654022216797f);
-  B input[U], n[U];
-#pragma GCC unroll 8
-  for (int u = 0; u < U; ++u) {
-    input[u] = x[u];
-    x[u] = xsimd::max(min_x, x[u]);
-  }
-  exp_reduced<Arch, U>(x, n);
-#pragma GCC unroll 8
-  for (int u = 0; u < U; ++u)
-    x[u] = xsimd::select(input[u] < min_x, B(0.0f), times_pow2<Arch>(x[u], n[u]));  // -inf included
-}
-
-template <class Arch>
+template <class Arch, bool NON_POSITIVE = false>
 [[gnu::always_inline]] inline xsimd::batch<float, Arch> exp_vec(xsimd::batch<float, Arch> x) {
   xsimd::batch<float, Arch> v[1] = {x};
-  exp_pack<Arch, 1>(v);
+  exp_pack<Arch, 1, NON_POSITIVE>(v);
   return v[0];
 }
 
@@ -593,17 +580,12 @@ float exp_shifted_sum(i64 visible, i64 n, float* y, float shift) {
   constexpr int U = 4;
   const B vshift(shift);
   B vsum[U] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
-  auto exp_one = [](B v) __attribute__((always_inline)) {
-    B e[1] = {v};
-    exp_pack_nonpositive<Arch, 1>(e);
-    return e[0];
-  };
   i64 j = 0;
   for (; j + U * W <= visible; j += U * W) {  // four vectors at a time, their exps interleaved
     B e[U];
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) e[u] = B::load_unaligned(y + j + u * W) - vshift;
-    exp_pack_nonpositive<Arch, U>(e);
+    exp_pack<Arch, U, /*NON_POSITIVE=*/true>(e);
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) {
       e[u].store_unaligned(y + j + u * W);
@@ -611,19 +593,19 @@ float exp_shifted_sum(i64 visible, i64 n, float* y, float shift) {
     }
   }
   for (; j + W <= visible; j += W) {
-    const B e = exp_one(B::load_unaligned(y + j) - vshift);
+    const B e = exp_vec<Arch, /*NON_POSITIVE=*/true>(B::load_unaligned(y + j) - vshift);
     e.store_unaligned(y + j);
     vsum[0] += e;
   }
   if (j < visible && j + W <= n) {
     const B v = xsimd::select(first_lanes<Arch>(visible - j), B::load_unaligned(y + j), B(-INFINITY));
-    const B e = exp_one(v - vshift);
+    const B e = exp_vec<Arch, /*NON_POSITIVE=*/true>(v - vshift);
     e.store_unaligned(y + j);
     vsum[0] += e;
   } else if (j < visible) {
     alignas(64) float tail[W];
     for (i64 t = 0; t < W; ++t) tail[t] = j + t < visible ? y[j + t] : -INFINITY;
-    const B e = exp_one(B::load_aligned(tail) - vshift);
+    const B e = exp_vec<Arch, /*NON_POSITIVE=*/true>(B::load_aligned(tail) - vshift);
     e.store_aligned(tail);
     for (i64 t = 0; j + t < visible; ++t) y[j + t] = tail[t];
     vsum[0] += e;
