@@ -243,14 +243,14 @@ struct GemmCall {
   GemmEpilogue epilogue;
   // B: either prepacked (the whole of op(B) in panel layout) or the caller's matrix, packed one
   // KC x NC block at a time by the thread that uses it, while the block is hot in its L2.
-  const float* prepacked_b;
-  i64 packed_n;  // the width op(B) was packed with (>= N: a product may use its first N columns)
-  const float* b;
-  i64 ldb;
-  bool trans_b;
-  bool b_in_place;  // read B[K, N] directly instead of packing it (see read_b_in_place)
-  bool copy_b_panels;  // ...and copy each panel as its first tile reads it (see copies_b_panels)
-  bool b_packed_by_team;  // prepacked_b was packed by this call's threads (packs_whole_b)
+  const float* prepacked_b = nullptr;
+  i64 packed_n = 0;  // the width op(B) was packed with (>= N: a product may use its first N columns)
+  bool b_packed_by_team = false;  // prepacked_b was packed by this call's threads (packs_whole_b)
+  const float* b = nullptr;
+  i64 ldb = 0;
+  bool trans_b = false;
+  bool b_in_place = false;     // read B[K, N] directly instead of packing it (see read_b_in_place)
+  bool copy_b_panels = false;  // ...and copy each panel as its first tile reads it (see copies_b_panels)
   GemmBlocking blk;  // the instruction set's, with a prepacked weight's own KC (see pack_matrix)
 };
 
@@ -463,13 +463,16 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));
     pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
-    run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, packed, N, nullptr, 0, false, false,
-                     false, true, blk});
+    run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = pack_a, .A = A, .lda = lda, .C = C, .ldc = ldc,
+                     .accumulate = beta == 1.0f, .epilogue = epilogue, .prepacked_b = packed, .packed_n = N,
+                     .b_packed_by_team = true, .blk = blk});
     return;
   }
   const bool copy_panels = in_place && copies_b_panels(N, K);
-  run(kt, GemmCall{M, N, K, pack_a, A, lda, C, ldc, beta == 1.0f, epilogue, nullptr, N, B, ldb, trans, in_place,
-                   copy_panels, false, plain_blocking(kt.gemm, N, K, copy_panels)});
+  run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = pack_a, .A = A, .lda = lda, .C = C, .ldc = ldc,
+                   .accumulate = beta == 1.0f, .epilogue = epilogue, .b = B, .ldb = ldb, .trans_b = trans,
+                   .b_in_place = in_place, .copy_b_panels = copy_panels,
+                   .blk = plain_blocking(kt.gemm, N, K, copy_panels)});
 }
 
 void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C, i64 ldc, float beta,
@@ -481,8 +484,9 @@ void gemm_packed(i64 M, const float* A, i64 lda, const PackedMatrix& B, float* C
   if (kt.isa != p.isa)
     fail("gemm_packed: B was packed for ", isa_name(p.isa), " but the active instruction set is ", isa_name(kt.isa),
          "; pack it again");
-  run(kt, GemmCall{M, p.N, p.K, should_pack_a(kt.gemm, p.N, lda), A, lda, C, ldc, beta == 1.0f, epilogue, p.data.get(),
-                   p.N, nullptr, 0, false, false, false, false, p.blk});
+  run(kt, GemmCall{.M = M, .N = p.N, .K = p.K, .pack_a = should_pack_a(kt.gemm, p.N, lda), .A = A, .lda = lda,
+                   .C = C, .ldc = ldc, .accumulate = beta == 1.0f, .epilogue = epilogue,
+                   .prepacked_b = p.data.get(), .packed_n = p.N, .blk = p.blk});
 }
 
 namespace ops {
@@ -503,8 +507,9 @@ void gemm_packed_columns(i64 M, i64 N, i64 K, const float* A, i64 lda, const flo
   if (N > packed_n) fail("gemm_packed_columns: N (", N, ") exceeds the packed width (", packed_n, ")");
   check_common("gemm_packed_columns", M, N, K, A, lda, C, ldc, 0.0f);
   const KernelTable& kt = kernels::active();
-  run(kt, GemmCall{M, N, K, should_pack_a(kt.gemm, N, lda), A, lda, C, ldc, false, GemmEpilogue{}, packed_b, packed_n,
-                   nullptr, 0, false, false, false, false, kt.gemm});
+  run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = should_pack_a(kt.gemm, N, lda), .A = A, .lda = lda, .C = C,
+                   .ldc = ldc, .accumulate = false, .epilogue = GemmEpilogue{}, .prepacked_b = packed_b,
+                   .packed_n = packed_n, .blk = kt.gemm});
 }
 }  // namespace ops
 
