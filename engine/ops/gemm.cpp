@@ -67,14 +67,18 @@ i64 packed_b_floats(const GemmBlocking& blk, i64 K, i64 N) { return K * ceil_div
 
 i64 packed_a_floats(const GemmBlocking& blk) { return ceil_div(blk.mc, blk.mr) * blk.mr * blk.kc; }
 
-// A weight with K <= 768 is packed as one K block: the product then writes C once instead of
-// reading it back after every KC rows. With N = 3072 a 192-row block of C (2.4 MB) no longer fits
-// L2, and those read-backs cost 1024 x 3072 x 768 about 5% (isolated, 235-241 -> 246-251 GFLOP/s;
-// 1024 x 768 x 3072 unchanged). The B panel (768 x NR) then streams from L2 rather than L1, which
-// the micro-kernel absorbs.
-constexpr i64 kSingleBlockMaxK = 768;
+// A weight is packed in K blocks of 768 rows (one block when K <= 768), not the instruction set's
+// KC of 256. With K <= 768 in one block the product writes C once instead of reading it back after
+// every KC rows: with N = 3072 a 192-row block of C (2.4 MB) no longer fits L2, and those read-backs
+// cost 1024 x 3072 x 768 about 5% (isolated, 235-241 -> 246-251 GFLOP/s). Deeper weights gain in
+// the layers, where they come from L3 or memory rather than hot from the previous call: FFN-down
+// (1024 x 768 x 3072) in W1_b8 -3% and in W3 (K = 2048) -1.7%, whole W1_b8 -2% at 1 thread and
+// -1.4% at 2 (`engine-profile`, KC 256 / 768 alternated; 512 and 1024 measured in between, 688 =
+// 2048 / 3 no better). In isolation, hot in cache, 1024 x 768 x 3072 and sq_2048 are unchanged.
+// The B panel (768 x NR) streams from L2 rather than L1, which the micro-kernel absorbs.
+constexpr i64 kPackedMaxKc = 768;
 GemmBlocking packed_blocking(GemmBlocking blk, i64 K) {
-  if (K <= kSingleBlockMaxK && K > blk.kc) blk.kc = static_cast<int>(K);
+  if (K > blk.kc) blk.kc = static_cast<int>(std::min(K, kPackedMaxKc));
   return blk;
 }
 
@@ -134,7 +138,7 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
 // B that stays in L2 (128 x 64 x 128: ~1-3% slower), nor with K > 768 (128 x 768 x 3072, KC 256: no
 // gain).
 constexpr i64 kCopyPanelsMinBFloats = i64{1} << 17;
-bool copies_b_panels(i64 N, i64 K) { return K <= kSingleBlockMaxK && K * N >= kCopyPanelsMinBFloats; }
+bool copies_b_panels(i64 N, i64 K) { return K <= kPackedMaxKc && K * N >= kCopyPanelsMinBFloats; }
 
 // The blocking of a plain product. Copied panels make K <= 768 one K block (as for a prepacked
 // weight). So does narrow B (N <= 64, at most 1024 deep: P·V in attention): with few columns

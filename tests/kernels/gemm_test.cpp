@@ -171,12 +171,16 @@ TEST_P(GemmTest, NarrowBIsOneKBlockUpTo1024Deep) {
 
 TEST_P(GemmTest, PackedWeightsMatchUnpacked) {
   std::uint32_t seed = 500;
-  // A prepacked weight with K <= 768 is one K block; past that it uses KC: both sides of both edges.
+  // A prepacked weight is packed in K blocks of 768 rows, one block when K <= 768: both sides of
+  // the ISA's own KC and of one, two and three blocks.
   for (Transpose t : {Transpose::no, Transpose::yes})
-    for (i64 k : {i64{1}, i64{64}, i64{blk().kc} + 1, i64{767}, i64{768}, i64{769}, 2 * i64{blk().kc} + 3}) {
+    for (i64 k : {i64{1}, i64{64}, i64{blk().kc} + 1, i64{767}, i64{768}, i64{769}, 2 * i64{blk().kc} + 3,
+                  i64{1535}, i64{1536}, i64{1537}, i64{2311}}) {
       run_case({29, 2 * blk().nr + 1, k, t, 0.0f, true, Activation::gelu_erf, 0, 2, 0, true}, seed++);
       run_case({1, 96, k, t, 1.0f, false, Activation::relu, 0, 0, 4, true}, seed++);
     }
+  // A plain product with >= 512 rows packs all of op(B) the same way: two K blocks and a bit.
+  run_case({513, 4 * blk().nr + 1, 1537, Transpose::yes, 1.0f, true, Activation::relu}, seed++);
 }
 
 TEST_P(GemmTest, ProductsOnTheFirstColumnsOfACallersPacking) {
