@@ -227,8 +227,10 @@ void activation_array(Activation act, i64 n, float* x) {
   constexpr i64 W = B::size;
   if (act == Activation::none) return;
   i64 i = 0;
-  if (act == Activation::gelu_erf)  // four vectors at a time, their ~30 dependent steps interleaved
-    i = map_in_packs<Arch, 4>(n, x, x, [](B(&v)[4]) __attribute__((always_inline)) { gelu_erf<Arch, 4>(v); });
+  // GELU(erf): eight vectors at a time, their ~30 dependent steps interleaved (AVX-512, a block in
+  // L2: 22.9 cycles a vector four at a time, 17.9 eight at a time; same operations, same bits).
+  if (act == Activation::gelu_erf)
+    i = map_in_packs<Arch, 8>(n, x, x, [](B(&v)[8]) __attribute__((always_inline)) { gelu_erf<Arch, 8>(v); });
   for (; i + W <= n; i += W) activate<Arch>(act, B::load_unaligned(x + i)).store_unaligned(x + i);
   if (i < n) {
     alignas(64) float tmp[W] = {};
