@@ -33,14 +33,29 @@ struct Shapes {
   i64 B, H, Sq, Sk, dk, dv;
 };
 
-// The per-row view of the masks for one work item.
+// The per-row view of the masks for one work item (batch b).
 struct RowMasks {
   const AttentionMask& mask;
   const Shapes& s;
-  // Keys [0, visible) are not masked by position (causal, lengths) for query row i of batch b.
-  i64 visible(i64 b, i64 i) const {
-    return ops::visible_keys(mask.causal, mask.causal_offset,
-                             mask.valid_lengths.empty() ? nullptr : mask.valid_lengths.data() + b, i, s.Sk);
+  i64 b;
+  // Keys [key_limit, Sk) are all key padding for batch b: they add nothing to any row, so they are
+  // not computed (exact: their weights would be exp(-inf) = 0). W1_b8 pads the last 32 of 128 keys
+  // in half its batches.
+  i64 key_limit;
+  RowMasks(const AttentionMask& m, const Shapes& shapes, i64 batch)
+      : mask(m), s(shapes), b(batch), key_limit(unpadded_key_end(m, shapes.Sk, batch)) {}
+  static i64 unpadded_key_end(const AttentionMask& m, i64 Sk, i64 batch) {
+    if (m.key_padding.empty()) return Sk;
+    const bool* pad = m.key_padding.data() + batch * Sk;
+    i64 end = Sk;
+    while (end > 0 && pad[end - 1]) --end;
+    return end;
+  }
+  // Keys [0, visible) are not masked by position (causal, lengths, trailing padding) for query row i.
+  i64 visible(i64 i) const {
+    return std::min(key_limit, ops::visible_keys(mask.causal, mask.causal_offset,
+                                                 mask.valid_lengths.empty() ? nullptr : mask.valid_lengths.data() + b,
+                                                 i, s.Sk));
   }
 };
 
@@ -131,10 +146,10 @@ struct Item {
   i64 block_rows;  // the rows are computed in blocks of this many (the materialized path)
 };
 
-// Keys past the last of rows [i0, i0 + rows)'s causal / length limit are never needed.
-i64 keys_needed(const RowMasks& rm, i64 b, i64 i0, i64 rows) {
+// Keys past the last of rows [i0, i0 + rows)'s causal / length / trailing padding limit are never needed.
+i64 keys_needed(const RowMasks& rm, i64 i0, i64 rows) {
   i64 key_end = 0;
-  for (i64 r = 0; r < rows; ++r) key_end = std::max(key_end, rm.visible(b, i0 + r));
+  for (i64 r = 0; r < rows; ++r) key_end = std::max(key_end, rm.visible(i0 + r));
   return key_end;
 }
 
@@ -142,14 +157,14 @@ i64 keys_needed(const RowMasks& rm, i64 b, i64 i0, i64 rows) {
 // [rows, key_end] on the first key_end of them, its softmax, and its share of P·V.
 void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
                   const AttentionMask& mask, float scale) {
-  const RowMasks rm{mask, s};
-  const i64 item_keys = keys_needed(rm, it.b, it.i0, it.rows);
+  const RowMasks rm(mask, s, it.b);
+  const i64 item_keys = keys_needed(rm, it.i0, it.rows);
   if (item_keys > 0) ops::pack_b_on_this_thread(s.dk, item_keys, it.k, it.ldk, Transpose::yes, sc.packed_keys);
   const float* key_bias = key_bias_for(sc.key_bias, mask, it.b, s.Sk, 0, item_keys);
   for (i64 r0 = 0; r0 < it.rows; r0 += it.block_rows) {
     const i64 rows = std::min(it.block_rows, it.rows - r0), i0 = it.i0 + r0;
     float* out = it.out + r0 * it.ldo;
-    const i64 key_end = keys_needed(rm, it.b, i0, rows);
+    const i64 key_end = keys_needed(rm, i0, rows);
     if (key_end == 0) {  // every row of the block fully masked
       for (i64 r = 0; r < rows; ++r) std::fill_n(out + r * it.ldo, s.dv, 0.0f);
       continue;
@@ -159,7 +174,7 @@ void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item&
                              key_end);
     for (i64 r = 0; r < rows; ++r) {
       const i64 i = i0 + r;
-      kt.softmax_row(rm.visible(it.b, i), key_end, scores + r * key_end, scores + r * key_end, scale, key_bias,
+      kt.softmax_row(rm.visible(i), key_end, scores + r * key_end, scores + r * key_end, scale, key_bias,
                      row_bias_for(sc.row_bias, mask, i, s.Sk, 0, key_end));
     }
     gemm(rows, s.dv, key_end, scores, key_end, it.v, it.ldv, Transpose::no, out, it.ldo);
@@ -168,13 +183,13 @@ void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item&
 
 void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
            const AttentionMask& mask, float scale) {
-  const RowMasks rm{mask, s};
+  const RowMasks rm(mask, s, it.b);
   float* acc = sc.acc;        // [rows, dv]: the running output
   float* scores = sc.scores;  // [rows, kb]
   std::fill_n(acc, it.rows * s.dv, 0.0f);
   std::fill_n(sc.row_max, it.rows, -INFINITY);
   std::fill_n(sc.row_sum, it.rows, 0.0f);
-  const i64 key_end = keys_needed(rm, it.b, it.i0, it.rows);  // later tiles are skipped, not computed
+  const i64 key_end = keys_needed(rm, it.i0, it.rows);  // later tiles are skipped, not computed
   for (i64 j0 = 0; j0 < key_end; j0 += kKeyBlock) {
     const i64 kb = std::min(kKeyBlock, key_end - j0);
     // A tile whose keys are all padding adds nothing to any row: skip it, do not compute it.
@@ -186,7 +201,7 @@ void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, co
     const float* key_bias = key_bias_for(sc.key_bias, mask, it.b, s.Sk, j0, j0 + kb);
     for (i64 r = 0; r < it.rows; ++r) {
       const i64 i = it.i0 + r;
-      const i64 vis = std::clamp<i64>(rm.visible(it.b, i) - j0, 0, kb);
+      const i64 vis = std::clamp<i64>(rm.visible(i) - j0, 0, kb);
       const float correction =
           kt.online_softmax_row(vis, kb, scores + r * kb, scale, key_bias,
                                 row_bias_for(sc.row_bias, mask, i, s.Sk, j0, j0 + kb), sc.row_max + r, sc.row_sum + r);

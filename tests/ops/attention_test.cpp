@@ -194,6 +194,36 @@ TEST_P(AttentionTest, FullyPaddedKeyTilesAreSkippedExactly) {
   }
 }
 
+TEST_P(AttentionTest, TrailingKeyPaddingIsNeverRead) {
+  // Keys after a batch's last unpadded key are not computed at all (W1_b8 pads the last 32 of 128):
+  // no trailing padding, 32 keys, all but the first, only the last; with padding inside the kept
+  // range too, alone and with a causal mask. NaN in the skipped keys and values proves they are
+  // never read; the rest must match the reference.
+  std::uint32_t seed = 700;
+  for (bool causal : {false, true}) {
+    Case c{4, 2, 129, 128, 64, 64};
+    c.padding = true;
+    c.causal = causal;
+    Problem p(c, seed++);
+    const i64 kept[4] = {128, 96, 1, 127};
+    for (i64 b = 0; b < c.B; ++b)
+      for (i64 j = kept[b]; j < c.Sk; ++j) p.padding[static_cast<std::size_t>(b * c.Sk + j)] = true;
+    p.padding[static_cast<std::size_t>(1 * c.Sk + 95)] = false;  // the last kept key of batch 1 is a real one
+    const auto want = p.reference();
+    for (i64 b = 0; b < c.B; ++b)
+      for (i64 h = 0; h < c.H; ++h)
+        for (i64 j = kept[b]; j < c.Sk; ++j) {
+          p.k[static_cast<std::size_t>(((b * c.H + h) * c.Sk + j) * c.dk)] = std::numeric_limits<float>::quiet_NaN();
+          p.v[static_cast<std::size_t>(((b * c.H + h) * c.Sk + j) * c.dv)] = std::numeric_limits<float>::quiet_NaN();
+        }
+    for (AttentionPath path : {AttentionPath::materialized, AttentionPath::fused}) {
+      const auto got = p.run(path);
+      ASSERT_TRUE(all_close(got.data(), want.data(), want.size(), 2e-5, 1e-4))
+          << describe(c) << (path == AttentionPath::fused ? " fused" : " materialized");
+    }
+  }
+}
+
 TEST_P(AttentionTest, FullyMaskedRowsAreZerosNeverNan) {
   Case c{3, 2, 9, 300, 16, 16};
   c.lengths = true;   // batch 1 has length 0
