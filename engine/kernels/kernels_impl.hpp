@@ -288,34 +288,37 @@ struct Gemm {
   //      packing costs as much as the arithmetic when N is small).
   //   b: kc rows of NR floats at row stride ldb (NR for a packed panel);  c: ROWS x NR at row stride ldc.
   //   b_copy (COPY_B only): [kc][NR], receives the B rows as they are loaded (a packed panel).
-  template <int ROWS, bool PACKED, bool COPY_B = false>
+  //   VECS < NV: only the first VECS vectors of each row (the right edge of C, whose packed panel
+  //   is zero-padded past N): fewer FMAs, the same operations on the columns it computes.
+  template <int ROWS, bool PACKED, bool COPY_B = false, int VECS = NV>
   static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, i64 ldb, float* c,
                     i64 ldc, const GemmStore& store, const float* bias, const char* prefetch,
                     float* __restrict b_copy = nullptr) {
-    B acc[ROWS][NV];
+    static_assert(VECS >= 1 && VECS <= NV && (VECS == NV || !COPY_B));
+    B acc[ROWS][VECS];
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = B(0.0f);
+      for (int v = 0; v < VECS; ++v) acc[i][v] = B(0.0f);
 
     auto k_step = [&](i64 k) __attribute__((always_inline)) {
-      B bv[NV];
+      B bv[VECS];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = B::load_unaligned(b + v * W);
+      for (int v = 0; v < VECS; ++v) bv[v] = B::load_unaligned(b + v * W);
       if constexpr (COPY_B) {
         // This tile is the first to touch these rows of B, which come from L3 or memory: fetch them
         // 16 rows ahead into L1 (3% on 128 x 768 x 768; 4 or 8 rows ahead gained nothing, 32 less).
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) __builtin_prefetch(b + 16 * ldb + v * W, 0, 3);
+        for (int v = 0; v < VECS; ++v) __builtin_prefetch(b + 16 * ldb + v * W, 0, 3);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v].store_unaligned(b_copy + v * W);
+        for (int v = 0; v < VECS; ++v) bv[v].store_unaligned(b_copy + v * W);
         b_copy += NR;
       }
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
         const B ai(PACKED ? a[i] : a[i * lda + k]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
+        for (int v = 0; v < VECS; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
       }
       if (PACKED) a += MR;
       b += ldb;
@@ -337,7 +340,7 @@ struct Gemm {
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < VECS; ++v) {
           float* dst = c + i * ldc + v * W;
           (store.accumulate ? acc[i][v] + B::load_unaligned(dst) : acc[i][v]).store_unaligned(dst);
         }
@@ -346,7 +349,7 @@ struct Gemm {
 #pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < VECS; ++v) {
         float* dst = c + i * ldc + v * W;
         B r = acc[i][v];
         if (store.accumulate) r += B::load_unaligned(dst);
@@ -370,6 +373,19 @@ struct Gemm {
       make_micro_table<true>(std::make_integer_sequence<int, MR>{})};
   // [packed A?]: a full tile that also copies the B rows it reads into a packed panel.
   static constexpr std::array<MicroFn, 2> micro_copying_b = {&micro<MR, false, true>, &micro<MR, true, true>};
+  // [packed A?][vectors - 1][rows - 1]: the right edge, ceil(cols / W) vectors wide (row NV - 1 is
+  // the full width, unused there).
+  template <bool PACKED, int VECS, int... R>
+  static constexpr auto make_narrow_table(std::integer_sequence<int, R...>) {
+    return std::array<MicroFn, MR>{&micro<R + 1, PACKED, false, VECS>...};
+  }
+  template <bool PACKED, int... V>
+  static constexpr auto make_narrow_tables(std::integer_sequence<int, V...>) {
+    return std::array<std::array<MicroFn, MR>, NV>{make_narrow_table<PACKED, V + 1>(std::make_integer_sequence<int, MR>{})...};
+  }
+  static constexpr std::array<std::array<std::array<MicroFn, MR>, NV>, 2> micro_by_width = {
+      make_narrow_tables<false>(std::make_integer_sequence<int, NV>{}),
+      make_narrow_tables<true>(std::make_integer_sequence<int, NV>{})};
 
   // Tiles column by column: each B panel is reused by every MR-row tile of A. (Row by row, with a
   // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2.)
@@ -425,16 +441,25 @@ struct Gemm {
           micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch, nullptr);
           continue;
         }
-        // Right edge: run the full tile into a temporary (the padded B columns are zero), with
-        // the same arithmetic as a full tile, then copy the valid columns.
+        // Right edge (packed B only: its panel is zero-padded past N): ceil(cols / W) vectors
+        // wide, the same arithmetic as a full tile on those columns. Straight into C when cols
+        // fills whole vectors (attention's key blocks, N = 96); else into a temporary, then the
+        // valid columns are copied. (W4's causal diagonal blocks, 11% of its GEMM FLOPs, and
+        // W1_b8's padded batches computed the full 64 columns here.)
+        const i64 vecs = (cols + W - 1) / W;
+        const MicroFn narrow = micro_by_width[a_packed ? 1 : 0][vecs - 1][rows - 1];
+        if (cols == vecs * W) {
+          narrow(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch, nullptr);
+          continue;
+        }
         alignas(64) float tile[MR * NR];
         alignas(64) float bias_tile[NR] = {};
         for (i64 r = 0; r < rows; ++r)
-          for (i64 q = 0; q < NR; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
+          for (i64 q = 0; q < vecs * W; ++q) tile[r * NR + q] = (store.accumulate && q < cols) ? c_tile[r * ldc + q] : 0.0f;
         if (bias != nullptr)
           for (i64 q = 0; q < cols; ++q) bias_tile[q] = bias[q];
-        micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, tile, NR, tile_store,
-                            bias != nullptr ? bias_tile : nullptr, prefetch, nullptr);
+        narrow(kc, a_tile, lda, b_panel, b_stride, tile, NR, tile_store, bias != nullptr ? bias_tile : nullptr, prefetch,
+               nullptr);
         for (i64 r = 0; r < rows; ++r)
           for (i64 q = 0; q < cols; ++q) c_tile[r * ldc + q] = tile[r * NR + q];
       }

@@ -114,6 +114,21 @@ TEST_P(GemmTest, RegisterTileEdges) {
       for (Transpose t : {Transpose::no, Transpose::yes}) run_case({m, n, 13, t}, seed++);
 }
 
+TEST_P(GemmTest, RightEdgeOfEveryVectorWidth) {
+  // The last, partial NR panel computes ceil(cols / W) vectors: straight into C when cols fills
+  // whole vectors, else through a temporary. Every width from 1 to NR - 1 columns past a full
+  // panel, C padded (a store past N would show), both forms of B, accumulating, bias, activation,
+  // plain and prepacked; and a bottom edge of fewer than MR rows.
+  std::uint32_t seed = 150;
+  const i64 w = kernels::table_for(GetParam()).vector_floats, nr = blk().nr;
+  for (i64 cols = 1; cols < nr; ++cols) {
+    if (cols > 3 && cols % w != 0 && cols % w != 1 && cols % w != w - 1) continue;  // a sample around each width
+    const Transpose t = cols % 2 ? Transpose::yes : Transpose::no;
+    run_case({2 * blk().mr + 1, nr + cols, 19, t, 1.0f, true, Activation::relu, 0, 0, 5}, seed++);
+    run_case({blk().mr - 1, nr + cols, 33, t, 0.0f, false, Activation::none, 0, 0, 3, true}, seed++);
+  }
+}
+
 TEST_P(GemmTest, KBlockEdges) {
   std::uint32_t seed = 100;
   for (i64 k : edges(blk().kc)) {
