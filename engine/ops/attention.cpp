@@ -33,25 +33,25 @@ struct Shapes {
   i64 B, H, Sq, Sk, dk, dv;
 };
 
+// Keys [result, Sk) of batch b are all key padding: they add nothing to any row, so they are not
+// computed (exact: their weights would be exp(-inf) = 0). W1_b8 pads the last 32 of 128 keys in
+// half its batches.
+i64 unpadded_key_end(const AttentionMask& mask, i64 Sk, i64 b) {
+  if (mask.key_padding.empty()) return Sk;
+  const bool* pad = mask.key_padding.data() + b * Sk;
+  i64 end = Sk;
+  while (end > 0 && pad[end - 1]) --end;
+  return end;
+}
+
 // The per-row view of the masks for one work item (batch b).
 struct RowMasks {
   const AttentionMask& mask;
   const Shapes& s;
   i64 b;
-  // Keys [key_limit, Sk) are all key padding for batch b: they add nothing to any row, so they are
-  // not computed (exact: their weights would be exp(-inf) = 0). W1_b8 pads the last 32 of 128 keys
-  // in half its batches.
-  i64 key_limit;
-  RowMasks(const AttentionMask& m, const Shapes& shapes, i64 batch)
-      : mask(m), s(shapes), b(batch), key_limit(unpadded_key_end(m, shapes.Sk, batch)) {}
-  static i64 unpadded_key_end(const AttentionMask& m, i64 Sk, i64 batch) {
-    if (m.key_padding.empty()) return Sk;
-    const bool* pad = m.key_padding.data() + batch * Sk;
-    i64 end = Sk;
-    while (end > 0 && pad[end - 1]) --end;
-    return end;
-  }
-  // Keys [0, visible) are not masked by position (causal, lengths, trailing padding) for query row i.
+  i64 key_limit;  // unpadded_key_end(mask, Sk, b)
+  // Keys [0, visible) are not masked by position (causal, lengths, trailing padding) for query row
+  // i; never decreasing in i.
   i64 visible(i64 i) const {
     return std::min(key_limit, ops::visible_keys(mask.causal, mask.causal_offset,
                                                  mask.valid_lengths.empty() ? nullptr : mask.valid_lengths.data() + b,
@@ -144,6 +144,7 @@ struct Item {
   i64 ldq, ldk, ldv, ldo;
   i64 b, i0, rows;
   i64 block_rows;  // the rows are computed in blocks of this many (the materialized path)
+  i64 key_limit;   // unpadded_key_end() of batch b
 };
 
 // Keys past the last of rows [i0, i0 + rows)'s causal / length / trailing padding limit are never needed.
@@ -157,7 +158,7 @@ i64 keys_needed(const RowMasks& rm, i64 i0, i64 rows) {
 // [rows, key_end] on the first key_end of them, its softmax, and its share of P·V.
 void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
                   const AttentionMask& mask, float scale) {
-  const RowMasks rm(mask, s, it.b);
+  const RowMasks rm{mask, s, it.b, it.key_limit};
   const i64 item_keys = keys_needed(rm, it.i0, it.rows);
   if (item_keys > 0) ops::pack_b_on_this_thread(s.dk, item_keys, it.k, it.ldk, Transpose::yes, sc.packed_keys);
   const float* key_bias = key_bias_for(sc.key_bias, mask, it.b, s.Sk, 0, item_keys);
@@ -183,7 +184,7 @@ void materialized(const kernels::KernelTable& kt, const Scratch& sc, const Item&
 
 void fused(const kernels::KernelTable& kt, const Scratch& sc, const Item& it, const Shapes& s,
            const AttentionMask& mask, float scale) {
-  const RowMasks rm(mask, s, it.b);
+  const RowMasks rm{mask, s, it.b, it.key_limit};
   float* acc = sc.acc;        // [rows, dv]: the running output
   float* scores = sc.scores;  // [rows, kb]
   std::fill_n(acc, it.rows * s.dv, 0.0f);
@@ -264,6 +265,31 @@ bool uses_fused(AttentionPath path, const Shapes& s) {
 
 // Per-thread buffers for calls without an arena: grown on first use, then reused.
 thread_local std::vector<float> t_fallback;
+// The calling thread's per-call tables: each batch's unpadded_key_end, and the first work item of
+// each thread (threads + 1 entries).
+thread_local std::vector<i64> t_key_limits, t_first_item;
+
+// Splits the work items into contiguous runs of about equal cost, one per thread: an item costs
+// about rows x (keys it needs + 16) per query block. By count alone, W1_b8 at 2 threads gave one
+// thread the four unpadded batches and the other the four padded ones (96 of 128 keys), and the
+// first finished its attention 6% later than a cost split does. Item i goes to the thread whose
+// share of the total holds the middle of its cost. Results do not depend on the split.
+template <class CostFn>
+void split_by_cost(i64 items, int threads, CostFn cost_of, std::vector<i64>& first_item) {
+  first_item.assign(static_cast<std::size_t>(threads) + 1, items);
+  first_item[0] = 0;
+  if (threads == 1) return;
+  double total = 0.0;
+  for (i64 i = 0; i < items; ++i) total += cost_of(i);
+  double before = 0.0;
+  int next_thread = 0;
+  for (i64 i = 0; i < items; ++i) {
+    const double c = cost_of(i);
+    const int t = std::min(threads - 1, static_cast<int>((before + 0.5 * c) * threads / total));
+    while (next_thread <= t) first_item[static_cast<std::size_t>(next_thread++)] = i;
+    before += c;
+  }
+}
 
 }  // namespace
 
@@ -312,6 +338,23 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
   const i64 rows_per_item = blocks_per_item * q_rows;
   const i64 items = heads * items_per_head;
   const int threads = parallel::threads_for(items);
+  t_key_limits.resize(static_cast<std::size_t>(s.B));
+  for (i64 b = 0; b < s.B; ++b) t_key_limits[static_cast<std::size_t>(b)] = unpadded_key_end(mask, s.Sk, b);
+  const i64* key_limits = t_key_limits.data();
+  split_by_cost(
+      items, threads,
+      [&](i64 item) {
+        const i64 b = item / items_per_head / s.H, i0 = item % items_per_head * rows_per_item;
+        const RowMasks rm{mask, s, b, key_limits[b]};
+        double cost = 0.0;
+        for (i64 r0 = i0; r0 < std::min(i0 + rows_per_item, s.Sq); r0 += q_rows) {
+          const i64 rows = std::min(q_rows, s.Sq - r0);
+          cost += static_cast<double>(rows) * static_cast<double>(rm.visible(r0 + rows - 1) + 16);
+        }
+        return cost;
+      },
+      t_first_item);
+  const i64* first_item = t_first_item.data();
   const i64 per_thread = scratch_floats(use_fused, s);
   // With an arena, all threads' scratch is one bump allocation, given back when the call ends.
   const std::size_t mark = workspace != nullptr ? workspace->used() : 0;
@@ -325,8 +368,7 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
       mine = t_fallback.data();
     }
     const Scratch scratch = carve(mine, use_fused, s);
-    const auto range = parallel::split_range(items, threads, tid);
-    for (i64 item = range.begin; item < range.end; ++item) {
+    for (i64 item = first_item[tid]; item < first_item[tid + 1]; ++item) {
       const i64 bh = item / items_per_head, part = item % items_per_head;
       const i64 b = bh / s.H, h = bh % s.H;
       const i64 i0 = part * rows_per_item;
@@ -335,7 +377,7 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
                     v.data() + b * v.stride(0) + h * v.stride(1),
                     out.data() + b * out.stride(0) + h * out.stride(1) + i0 * out.stride(2),
                     q.stride(2), k.stride(2), v.stride(2), out.stride(2),
-                    b, i0, std::min(rows_per_item, s.Sq - i0), q_rows};
+                    b, i0, std::min(rows_per_item, s.Sq - i0), q_rows, key_limits[b]};
       if (use_fused) {
         fused(kt, scratch, it, s, mask, scale);
       } else {
