@@ -132,16 +132,21 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
 }
 
 // Whether B read in place is copied panel by panel as the first tile of each panel reads it (see
-// GemmMacroFn), with K <= 768 as one K block. Pays when B comes from L3 or memory, where the first
-// tile prefetches it and the others then read a contiguous panel: plain 128 x 768 x 768 241 ->
-// 250 GFLOP/s and 128 x 3072 x 768 216 -> 231 at 1 thread (macro-kernel alone, same run). Not for
-// B that stays in L2 (128 x 64 x 128: ~1-3% slower), nor with K > 768 (128 x 768 x 3072, KC 256: no
-// gain).
+// GemmMacroFn), in K blocks of 768 rows as for a prepacked weight. Pays when B comes from L3 or
+// memory, where the first tile prefetches it and the others then read a contiguous panel: plain
+// 128 x 768 x 768 241 -> 250 GFLOP/s and 128 x 3072 x 768 216 -> 231 at 1 thread (macro-kernel
+// alone, same run); 128 x 768 x 3072 (four blocks of 768) 243-246 -> 249-254 at 1 thread and
+// 459-467 -> 487-491 at 2 (`engine-bench --only gemm`, alternated; with KC 256 it had gained
+// nothing); P·V with 2048-4096 keys and V inside a QKV buffer (ldb 2304) 218-226 -> 233-238. Not
+// for B that stays in L2 (128 x 64 x 128: ~1-3% slower), nor for one contiguous panel (N = ldb =
+// NR), which already is the packed layout (P·V on contiguous V, K 2048-4096: 3-4% slower copied).
 constexpr i64 kCopyPanelsMinBFloats = i64{1} << 17;
-bool copies_b_panels(i64 N, i64 K) { return K <= kPackedMaxKc && K * N >= kCopyPanelsMinBFloats; }
+bool copies_b_panels(const GemmBlocking& blk, i64 N, i64 K, i64 ldb) {
+  const bool one_packed_panel = N == blk.nr && ldb == blk.nr;
+  return K * N >= kCopyPanelsMinBFloats && !one_packed_panel;
+}
 
-// The blocking of a plain product. Copied panels make K <= 768 one K block (as for a prepacked
-// weight). So does narrow B (N <= 64, at most 1024 deep: P·V in attention): with few columns
+// The blocking of a plain product. Copied panels take a prepacked weight's K blocks (768 rows). So does narrow B (N <= 64, at most 1024 deep: P·V in attention): with few columns
 // each C tile's read-back after every KC rows weighs more; one block measured 2-3% faster on
 // 128 x 64 x 512 (B in place) and 1024 x 64 x 1024 (B packed), 256 -> 262 GFLOP/s.
 constexpr i64 kNarrowMaxN = 64, kNarrowMaxK = 1024;
@@ -472,7 +477,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
                      .b_packed_by_team = true, .blk = blk});
     return;
   }
-  const bool copy_panels = in_place && copies_b_panels(N, K);
+  const bool copy_panels = in_place && copies_b_panels(kt.gemm, N, K, ldb);
   run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = pack_a, .A = A, .lda = lda, .C = C, .ldc = ldc,
                    .accumulate = beta == 1.0f, .epilogue = epilogue, .b = B, .ldb = ldb, .trans_b = trans,
                    .b_in_place = in_place, .copy_b_panels = copy_panels,

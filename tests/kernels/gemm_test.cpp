@@ -162,9 +162,9 @@ TEST_P(GemmTest, EveryEpilogueAndBeta) {
 }
 
 TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
-  // B read in place with K <= 768 and K x N >= 2^17 is one K block whose panels are copied by the
-  // first tile of each panel and read from the copy by the rest: one tile, several, the bottom
-  // edge, two MC blocks, every epilogue, a padded ldb, and K = 769 (KC blocks, no copy).
+  // B read in place with K x N >= 2^17 is copied panel by panel by the first tile of each panel
+  // and read from the copy by the rest, in K blocks of 768: one tile, several, the bottom edge, two
+  // MC blocks, every epilogue, a padded ldb, one K block and a bit, two and three blocks.
   std::uint32_t seed = 450;
   run_case({7, 256, 512, Transpose::no}, seed++);
   run_case({6, 256, 512, Transpose::no, 1.0f}, seed++);
@@ -172,6 +172,8 @@ TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
   run_case({200, 192, 700, Transpose::no, 0.0f, true, Activation::gelu_erf, 3, 0, 5}, seed++);
   run_case({2 * blk().mc + 7, 256, 600, Transpose::no, 1.0f, false, Activation::none}, seed++);
   run_case({13, 256, 769, Transpose::no, 0.0f, true, Activation::gelu_tanh}, seed++);
+  run_case({20, 128, 1536, Transpose::no, 1.0f, true, Activation::relu, 0, 3, 0}, seed++);
+  run_case({7, 192, 2311, Transpose::no, 0.0f, false, Activation::none}, seed++);
 }
 
 TEST_P(GemmTest, NarrowBIsOneKBlockUpTo1024Deep) {
