@@ -367,35 +367,27 @@ struct Gemm {
   using MicroFn = void (*)(i64, const float*, i64, const float*, i64, float*, i64, const GemmStore&, const float*,
                            const char*, float*);
 
-  template <bool PACKED, int... R>
-  static constexpr auto make_micro_table(std::integer_sequence<int, R...>) {
-    return std::array<MicroFn, MR>{&micro<R + 1, PACKED>...};
-  }
-  // [packed A?][rows - 1]
-  static constexpr std::array<std::array<MicroFn, MR>, 2> micro_by_rows = {
-      make_micro_table<false>(std::make_integer_sequence<int, MR>{}),
-      make_micro_table<true>(std::make_integer_sequence<int, MR>{})};
-  // [packed A?]: a full tile that also copies the B rows it reads into a packed panel.
-  static constexpr std::array<MicroFn, 2> micro_copying_b = {&micro<MR, false, true>, &micro<MR, true, true>};
-  // [packed A?][vectors - 1][rows - 1]: the right edge, ceil(cols / W) vectors wide (row NV - 1 is
-  // the full width, unused there).
+  // [packed A?][vectors - 1][rows - 1]: tiles of every height (ROWS < MR: the bottom edge of C)
+  // and every width (VECS < NV: the right edge, ceil(cols / W) vectors).
   template <bool PACKED, int VECS, int... R>
-  static constexpr auto make_narrow_table(std::integer_sequence<int, R...>) {
+  static constexpr auto make_rows_table(std::integer_sequence<int, R...>) {
     return std::array<MicroFn, MR>{&micro<R + 1, PACKED, false, VECS>...};
   }
   template <bool PACKED, int... V>
-  static constexpr auto make_narrow_tables(std::integer_sequence<int, V...>) {
-    return std::array<std::array<MicroFn, MR>, NV>{make_narrow_table<PACKED, V + 1>(std::make_integer_sequence<int, MR>{})...};
+  static constexpr auto make_width_tables(std::integer_sequence<int, V...>) {
+    return std::array<std::array<MicroFn, MR>, NV>{make_rows_table<PACKED, V + 1>(std::make_integer_sequence<int, MR>{})...};
   }
-  static constexpr std::array<std::array<std::array<MicroFn, MR>, NV>, 2> micro_by_width = {
-      make_narrow_tables<false>(std::make_integer_sequence<int, NV>{}),
-      make_narrow_tables<true>(std::make_integer_sequence<int, NV>{})};
+  static constexpr std::array<std::array<std::array<MicroFn, MR>, NV>, 2> micro_by_shape = {
+      make_width_tables<false>(std::make_integer_sequence<int, NV>{}),
+      make_width_tables<true>(std::make_integer_sequence<int, NV>{})};
+  // [packed A?]: a full tile that also copies the B rows it reads into a packed panel.
+  static constexpr std::array<MicroFn, 2> micro_copying_b = {&micro<MR, false, true>, &micro<MR, true, true>};
 
   // Tiles column by column: each B panel is reused by every MR-row tile of A. (Row by row, with a
   // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2.)
   static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b, i64 ldb,
                     float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, float* b_panel_copy) {
-    const auto& micro_fns = micro_by_rows[a_packed ? 1 : 0];
+    const auto& micro_by_width = micro_by_shape[a_packed ? 1 : 0];  // [vectors - 1][rows - 1]
     // B read in place (rows ldb apart) streams more slowly than a packed panel: 3-5% at M = 128,
     // N = 768, K = 768, even with B in L2. With more than one tile per panel, the first tile copies
     // the panel's rows into b_panel_copy as it reads them, and the other tiles read the copy.
@@ -442,16 +434,17 @@ struct Gemm {
             b_stride = NR;
             continue;
           }
-          micro_fns[rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch, nullptr);
+          micro_by_width[NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch,
+                                           nullptr);
           continue;
         }
         // Right edge (packed B only: its panel is zero-padded past N): ceil(cols / W) vectors
         // wide, the same arithmetic as a full tile on those columns. Straight into C when cols
         // fills whole vectors (attention's key blocks, N = 96); else into a temporary, then the
-        // valid columns are copied. (W4's causal diagonal blocks, 11% of its GEMM FLOPs, and
-        // W1_b8's padded batches computed the full 64 columns here.)
+        // valid columns are copied. (It computed the full 64 columns before: W1_b8's attention
+        // 2.14-2.21 -> 2.02-2.09 ms at 1 thread.)
         const i64 vecs = (cols + W - 1) / W;
-        const MicroFn narrow = micro_by_width[a_packed ? 1 : 0][vecs - 1][rows - 1];
+        const MicroFn narrow = micro_by_width[vecs - 1][rows - 1];
         if (cols == vecs * W) {
           narrow(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch, nullptr);
           continue;

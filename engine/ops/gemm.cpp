@@ -146,8 +146,9 @@ bool copies_b_panels(const GemmBlocking& blk, i64 N, i64 K, i64 ldb) {
   return K * N >= kCopyPanelsMinBFloats && !one_packed_panel;
 }
 
-// The blocking of a plain product. Copied panels take a prepacked weight's K blocks (768 rows). So does narrow B (N <= 64, at most 1024 deep: P·V in attention): with few columns
-// each C tile's read-back after every KC rows weighs more; one block measured 2-3% faster on
+// The blocking of a plain product. Copied panels take a prepacked weight's K blocks (768 rows).
+// Narrow B (N <= 64, at most 1024 deep: P·V in attention) is one K block: with few columns each C
+// tile's read-back after every KC rows weighs more; one block measured 2-3% faster on
 // 128 x 64 x 512 (B in place) and 1024 x 64 x 1024 (B packed), 256 -> 262 GFLOP/s.
 constexpr i64 kNarrowMaxN = 64, kNarrowMaxK = 1024;
 GemmBlocking plain_blocking(GemmBlocking blk, i64 N, i64 K, bool copy_panels) {
