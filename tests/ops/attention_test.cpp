@@ -206,9 +206,11 @@ TEST_P(AttentionTest, TrailingKeyPaddingIsNeverRead) {
     c.causal = causal;
     Problem p(c, seed++);
     const i64 kept[4] = {128, 96, 1, 127};
-    for (i64 b = 0; b < c.B; ++b)
+    for (i64 b = 0; b < c.B; ++b) {
       for (i64 j = kept[b]; j < c.Sk; ++j) p.padding[static_cast<std::size_t>(b * c.Sk + j)] = true;
-    p.padding[static_cast<std::size_t>(1 * c.Sk + 95)] = false;  // the last kept key of batch 1 is a real one
+      // The last kept key is a real one (Problem pads all of batch 2 and some keys of the others).
+      p.padding[static_cast<std::size_t>(b * c.Sk + kept[b] - 1)] = false;
+    }
     const auto want = p.reference();
     for (i64 b = 0; b < c.B; ++b)
       for (i64 h = 0; h < c.H; ++h)
