@@ -2,7 +2,7 @@
 // ../shared/workloads.json (W1_b1, W1_b8, W2, W3 whole layers and W4 attention) at 1 thread and at
 // the machine's core count, then decoding with a GPT-2-small-shaped language model.
 //
-//   engine-bench [--workload W1_b1,W2,...] [--model DIR --batch B --seq S] [--sweep seq=128,256,...]
+//   engine-bench [--workload W1_b1,W2,...] [--model DIR [--batch B] [--seq S]] [--sweep seq=128,256,...]
 //                [--plot FILE.svg|png] [--threads 1,2] [--reps N] [--rounds N] [--json FILE] [--quick]
 //                [--only workloads,gemm,attention,softmax,decode,profiler] [--shapes NAME,...]
 #include <omp.h>
@@ -136,7 +136,8 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--json") {
       o.json_path = value();
     } else if (arg == "--quick") {
-      o.plan = TimingPlan{1, 3, 0.02, 0.05};
+      o.plan = TimingPlan{.rounds = 1, .reps_per_round = 3, .rep_target_s = 0.02, .layer_rep_target_s = 0.02,
+                          .warmup_s = 0.05};
     } else if (arg == "--help" || arg == "-h") {
       std::cout << kUsage;
       std::exit(0);
@@ -228,8 +229,9 @@ int run_bench(int argc, char** argv) {
     std::cout << "FP32 FMA peak, " << opt.threads[t] << " thread(s): " << fmt("%.1f", peak[t])
               << " GFLOP/s (16 register-only FMA chains per thread, best of 5 slices)\n";
   }
-  std::cout << "timing: " << opt.plan.rounds << " rounds x " << opt.plan.reps_per_round
-            << " reps, implementations interleaved; median [min-max] over all reps\n\n";
+  std::cout << "timing: " << opt.plan.rounds << " rounds x " << opt.plan.reps_per_round << " reps of >= "
+            << fmt("%g", opt.plan.layer_rep_target_s * 1e3) << " ms (layers) / " << fmt("%g", opt.plan.rep_target_s * 1e3)
+            << " ms (kernels), implementations interleaved; median of the round medians [min-max over all reps]\n\n";
 
   auto wants = [&](const char* section) {
     return std::find(opt.sections.begin(), opt.sections.end(), section) != opt.sections.end();
@@ -260,7 +262,7 @@ int run_bench(int argc, char** argv) {
           const Runnable w = make_workload(id, opt, seq);
           Row row{w.label, opt.threads[ti], {"engine"}, {}, w.flops, 0};
           row.seq = seq > 0 ? seq : w.seq;
-          row.stats = time_interleaved({w.run}, opt.plan);
+          row.stats = time_interleaved({w.run}, opt.plan.for_layers());
           const double gflops = row.flops / row.stats[0].median_s / 1e9;
           if (progress && tty) std::fprintf(stderr, "\r%*s\r", 80, "");
           std::printf("%-28s %3d %24s %10.1f %5.0f%%\n", w.label.c_str(), opt.threads[ti],
@@ -295,7 +297,7 @@ int run_bench(int argc, char** argv) {
                                       engine::ProfileCollector on;
                                       run();
                                     }},
-                                   opt.plan);
+                                   opt.plan.for_layers());
       auto cell = [&](std::size_t k) {
         return fmt("%.2f", row.stats[k].median_s * 1e3) + " [" + fmt("%.2f", row.stats[k].min_s * 1e3) + "-" +
                fmt("%.2f", row.stats[k].max_s * 1e3) + "]";

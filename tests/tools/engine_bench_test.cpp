@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/timing.hpp"
 #include "cli_runner.hpp"
 
 namespace {
@@ -22,6 +23,18 @@ using engine::test::run_cli;
 const std::string kModels = std::string(ENGINE_FIXTURES_DIR) + "/models/";
 
 CliResult engine_bench(const std::string& args) { return run_cli(ENGINE_BENCH_PATH, args); }
+
+// The statistic of ../shared/workloads.json: the median of the per-round medians, min and max over
+// every rep. The rounds below are chosen so that the median of all nine reps (7) differs from it (6).
+TEST(EngineBench, ReportsTheMedianOfTheRoundMedians) {
+  const engine::bench::Stats s = engine::bench::summarize({{9.0, 1.0, 2.0}, {5.0, 7.0, 6.0}, {8.0, 8.0, 8.0}});
+  EXPECT_EQ(s.median_s, 6.0);
+  EXPECT_EQ(s.min_s, 1.0);
+  EXPECT_EQ(s.max_s, 9.0);
+  EXPECT_EQ(s.reps_s.size(), 9u);
+  // An even number of rounds takes the mean of the middle two.
+  EXPECT_EQ(engine::bench::summarize({{1.0}, {4.0}}).median_s, 2.5);
+}
 
 TEST(EngineBench, WritesOneJsonRecordPerWorkloadAndThreadCount) {
   const auto json = fs::temp_directory_path() / ("engine_bench_" + std::to_string(::getpid()) + ".json");
