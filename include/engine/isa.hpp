@@ -12,7 +12,7 @@ namespace engine {
 enum class Isa {
   portable,  // x86-64 baseline (SSE2) build of the xsimd kernels; runs anywhere
   avx2,      // AVX2 + FMA
-  avx512,    // AVX-512 F/BW/DQ/VL
+  avx512,    // AVX-512 F/BW/DQ/VL/CD
 };
 
 const char* isa_name(Isa isa);
