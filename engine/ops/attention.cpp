@@ -147,12 +147,9 @@ struct Item {
   i64 key_limit;   // unpadded_key_end() of batch b
 };
 
-// Keys past the last of rows [i0, i0 + rows)'s causal / length / trailing padding limit are never needed.
-i64 keys_needed(const RowMasks& rm, i64 i0, i64 rows) {
-  i64 key_end = 0;
-  for (i64 r = 0; r < rows; ++r) key_end = std::max(key_end, rm.visible(i0 + r));
-  return key_end;
-}
+// Keys past the last of rows [i0, i0 + rows)'s causal / length / trailing padding limit are never
+// needed; visible() never decreases with the row, so that is the last row's limit.
+i64 keys_needed(const RowMasks& rm, i64 i0, i64 rows) { return rows > 0 ? rm.visible(i0 + rows - 1) : 0; }
 
 // The item's keys are packed (Kᵀ) once, then each block of block_rows queries computes its scores
 // [rows, key_end] on the first key_end of them, its softmax, and its share of P·V.
@@ -349,7 +346,7 @@ void scaled_dot_product_attention(const TensorView& q, const TensorView& k, cons
         double cost = 0.0;
         for (i64 r0 = i0; r0 < std::min(i0 + rows_per_item, s.Sq); r0 += q_rows) {
           const i64 rows = std::min(q_rows, s.Sq - r0);
-          cost += static_cast<double>(rows) * static_cast<double>(rm.visible(r0 + rows - 1) + 16);
+          cost += static_cast<double>(rows) * static_cast<double>(keys_needed(rm, r0, rows) + 16);
         }
         return cost;
       },
