@@ -255,8 +255,10 @@ void bias_add_array(i64 n, const float* bias, float* x) {
 // 128-bit halves of one register (an insert from memory), so that the two 4 x 4 transposes left
 // are in-lane unpacks and shuffles: 16 shuffles instead of the classic 24 (the transposing pack of
 // a 64 x 128 block, K of one attention head, 0.48 -> 0.43 us). Compiled only into the AVX2 and
-// AVX-512 files, with internal linkage.
-inline void transpose_8x8(const float* src, i64 lds, float* dst, i64 ldd) {
+// AVX-512 files, with internal linkage. Always inlined: GCC called it out of line from pack_b, a
+// call per 8 x 8 block (plain qkt_s128, old and new builds alternated, three runs: 232-235 ->
+// 234-237 GFLOP/s).
+[[gnu::always_inline]] inline void transpose_8x8(const float* src, i64 lds, float* dst, i64 ldd) {
   __m256 r[8], t[8];
   for (int i = 0; i < 4; ++i) {
     r[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + i * lds)), _mm_loadu_ps(src + (i + 4) * lds), 1);
