@@ -691,28 +691,37 @@ float online_softmax_row(i64 visible, i64 n, float* s, float scale, const float*
 }
 
 // ---------------------------------------------------------------------------------------------
-// LayerNorm over one row; see LayerNormRowFn. Two-pass variance for accuracy.
+// LayerNorm over one row; see LayerNormRowFn. Two-pass variance for accuracy. Each pass sums into
+// four vector accumulators, one per vector of a group of four (leftover vectors into the first):
+// with one, every add waited for the previous one. `layer_norm` with a residual, one thread, rows
+// hot in L2 or L3, old and new library alternated: 768 columns 172-192 -> 140-151 ns a row,
+// 512 columns 93-110 -> 90-103.
 template <class Arch>
 void layer_norm_row(i64 n, const float* x, const float* residual, const float* gamma, const float* beta,
                     float eps, float* y, float* sum_out) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
+  constexpr int U = 4;
   float* s = sum_out != nullptr ? sum_out : y;  // where x + residual lives during the passes
-  B vsum(0.0f);
-  float tail_sum = 0.0f;
-  i64 j = 0;
-  for (; j + W <= n; j += W) {
+  auto sum_in = [&](i64 j) __attribute__((always_inline)) {
     B v = B::load_unaligned(x + j);
     if (residual != nullptr) v += B::load_unaligned(residual + j);
     v.store_unaligned(s + j);
-    vsum += v;
-  }
+    return v;
+  };
+  B vsum[U] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+  float tail_sum = 0.0f;
+  i64 j = 0;
+  for (; j + U * W <= n; j += U * W)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) vsum[u] += sum_in(j + u * W);
+  for (; j + W <= n; j += W) vsum[0] += sum_in(j);
   for (; j < n; ++j) {
     const float v = x[j] + (residual != nullptr ? residual[j] : 0.0f);
     s[j] = v;
     tail_sum += v;
   }
-  const float mean = (xsimd::hadd(vsum) + tail_sum) / static_cast<float>(n);
+  const float mean = (xsimd::hadd((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])) + tail_sum) / static_cast<float>(n);
   // Pass 2: deviations d = s - mean from the float mean. Their sum hands back the mean's rounding
   // error (the corrected two-pass algorithm of Chan, Golub & LeVeque): the true deviations are
   // d - corr with corr = sum(d) / n, and sum((d - corr)^2) = sum(d^2) - corr * sum(d). Pass 3
@@ -720,21 +729,25 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
   // (mean 1e4, spread 1) is not limited to half an ulp of its mean, and a constant row gives
   // deviations of exactly 0 (output == beta) even with eps = 1e-12.
   const B vmean(mean);
-  B vdev(0.0f), vvar(0.0f);
+  B vdev[U] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)}, vvar[U] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+  auto deviation_at = [&](i64 at, int u) __attribute__((always_inline)) {
+    const B d = B::load_unaligned(s + at) - vmean;
+    vdev[u] += d;
+    vvar[u] = xsimd::fma(d, d, vvar[u]);
+  };
   float tail_dev = 0.0f, tail_var = 0.0f;
-  for (j = 0; j + W <= n; j += W) {
-    const B d = B::load_unaligned(s + j) - vmean;
-    vdev += d;
-    vvar = xsimd::fma(d, d, vvar);
-  }
+  for (j = 0; j + U * W <= n; j += U * W)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) deviation_at(j + u * W, u);
+  for (; j + W <= n; j += W) deviation_at(j, 0);
   for (; j < n; ++j) {
     const float d = s[j] - mean;
     tail_dev += d;
     tail_var += d * d;
   }
-  const float dev_sum = xsimd::hadd(vdev) + tail_dev;
+  const float dev_sum = xsimd::hadd((vdev[0] + vdev[1]) + (vdev[2] + vdev[3])) + tail_dev;
   const float corr = dev_sum / static_cast<float>(n);
-  float var = (xsimd::hadd(vvar) + tail_var - corr * dev_sum) / static_cast<float>(n);
+  float var = (xsimd::hadd((vvar[0] + vvar[1]) + (vvar[2] + vvar[3])) + tail_var - corr * dev_sum) / static_cast<float>(n);
   var = var < 0.0f ? 0.0f : var;  // rounding can leave a tiny negative; NaN stays NaN
   const float rstd = 1.0f / std::sqrt(var + eps);
   const B vrstd(rstd), vcorr(corr);
