@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/arena.hpp"
 #include "engine/core/profile_scope.hpp"
 #include "engine/error.hpp"
 #include "engine/generation.hpp"
@@ -95,7 +96,10 @@ class LayerWorkloadRun {
     input_.resize(static_cast<std::size_t>(w.batch * w.seq * d));
     for (float& x : input_) x = normal(rng);
     x_ = input_;
-    workspace_.resize(encoder_->workspace_floats(w.batch, w.seq));
+    // In an arena, as a Session holds it: on huge pages, touched once here.
+    const std::size_t workspace_floats = encoder_->workspace_floats(w.batch, w.seq);
+    arena_ = Arena(workspace_floats * sizeof(float));
+    workspace_ = arena_.allocate<float>("workspace", workspace_floats);
     if (w.mask == LayerWorkload::Mask::key_padding) {  // batches 4..7: positions 96..127 padded
       padding_.reset(new bool[static_cast<std::size_t>(w.batch * w.seq)]());
       for (std::int64_t b = 4; b < w.batch; ++b)
@@ -108,14 +112,16 @@ class LayerWorkloadRun {
   void operator()() {
     std::copy(input_.begin(), input_.end(), x_.begin());
     if (pe_) pe_->add(x_.data(), w_.batch, w_.seq);
-    encoder_->forward(x_.data(), w_.batch, w_.seq, mask_, workspace_.data());
+    encoder_->forward(x_.data(), w_.batch, w_.seq, mask_, workspace_);
   }
 
  private:
   LayerWorkload w_;
   std::unique_ptr<TransformerEncoder> encoder_;
   std::unique_ptr<SinusoidalPositionalEncoding> pe_;
-  std::vector<float> input_, x_, workspace_;
+  std::vector<float> input_, x_;
+  Arena arena_;
+  float* workspace_ = nullptr;  // [encoder_->workspace_floats()] in arena_
   std::unique_ptr<bool[]> padding_;
   AttentionMask mask_;
 };

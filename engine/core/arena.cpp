@@ -1,11 +1,10 @@
 #include "engine/arena.hpp"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <utility>
 
+#include "engine/core/memory.hpp"
 #include "engine/error.hpp"
 
 namespace engine {
@@ -24,12 +23,10 @@ ArenaSlot ArenaPlan::reserve_bytes(const std::string& name, std::size_t bytes) {
 Arena::Arena(std::size_t bytes) {
   if (bytes == 0) return;
   capacity_ = round_up(bytes, kArenaAlignment);
-  // Large arenas are asked for huge pages: a fresh 4 KiB page costs ~11 µs to fault in here.
-  const std::size_t align = capacity_ >= (std::size_t{2} << 20) ? (std::size_t{2} << 20) : kArenaAlignment;
-  const std::size_t size = round_up(capacity_, align);
-  base_ = static_cast<std::byte*>(std::aligned_alloc(align, size));
-  if (base_ == nullptr) fail("arena: cannot allocate ", capacity_, " bytes");
-  if (align > kArenaAlignment) madvise(base_, size, MADV_HUGEPAGE);
+  // A large arena is rounded up to whole huge pages, so that all of it is on them.
+  const std::size_t size =
+      capacity_ >= memory::kHugePageBytes ? round_up(capacity_, memory::kHugePageBytes) : capacity_;
+  base_ = static_cast<std::byte*>(memory::allocate(size, "arena"));
   std::memset(base_, 0, capacity_);  // touch every page now, not in the hot path
 }
 

@@ -19,6 +19,7 @@
 #include <memory>
 #include <numeric>
 
+#include "engine/core/memory.hpp"
 #include "engine/core/parallel.hpp"
 #include "engine/error.hpp"
 #include "engine/kernels/kernel_table.hpp"
@@ -40,11 +41,10 @@ struct FreeDeleter {
 };
 using AlignedFloats = std::unique_ptr<float[], FreeDeleter>;
 
+// Packed weights and scratch from 2 MiB up are on huge pages (see core/memory.hpp).
 AlignedFloats allocate_floats(i64 count, const char* what) {
   const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + 63) / 64 * 64;
-  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
-  if (p == nullptr) fail(what, ": cannot allocate ", bytes, " bytes");
-  return AlignedFloats(p);
+  return AlignedFloats(static_cast<float*>(memory::allocate(bytes, what)));
 }
 
 // Per calling thread scratch for packed B and each thread's packed A; it grows on demand and is then reused, so
