@@ -644,12 +644,77 @@ float exp_shifted_sum(i64 visible, i64 n, float* y, float shift) {
   return xsimd::hadd((vsum[0] + vsum[1]) + (vsum[2] + vsum[3]));
 }
 
+// A masked softmax row of whole vectors, at most R of them (attention's score rows at S <= 128 on
+// AVX-512), kept in registers: one load and one store per vector instead of the three passes
+// below, each storing and reloading the row. The same operations in the same order as those
+// passes (masked lanes -inf, the maximum over the visible vectors, the exponential sums grouped by
+// four as in exp_shifted_sum, masked keys written as 0), so the same bits.
+template <class Arch, int R>
+void softmax_row_in_registers(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
+                              const float* bias_b) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr i64 W = B::size;
+  const i64 vectors = n / W;
+  const B vscale(scale);
+  B v[R];
+  B vmax(-INFINITY);
+#pragma GCC unroll 8
+  for (int u = 0; u < R; ++u) {
+    const i64 j = u * W;
+    v[u] = B(-INFINITY);
+    if (u >= vectors || j >= visible) continue;
+    B s = B::load_unaligned(x + j) * vscale;
+    if (bias_a != nullptr) s += B::load_unaligned(bias_a + j);
+    if (bias_b != nullptr) s += B::load_unaligned(bias_b + j);
+    if (j + W > visible) s = xsimd::select(first_lanes<Arch>(visible - j), s, B(-INFINITY));
+    v[u] = s;
+    vmax = xsimd::max(vmax, s);
+  }
+  const float row_max = horizontal_max<Arch>(vmax);
+  if (row_max == -INFINITY) {  // every key masked (or no key visible): defined as zeros
+    std::memset(y, 0, static_cast<std::size_t>(n) * sizeof(float));
+    return;
+  }
+  const B vshift(row_max);
+#pragma GCC unroll 8
+  for (int u = 0; u < R; ++u) v[u] = v[u] - vshift;
+  exp_pack<Arch, R, /*NON_POSITIVE=*/true>(v);
+  // exp_shifted_sum's order: whole groups of four vectors inside [0, visible) into four sums, every
+  // later vector into the first.
+  const i64 grouped = visible / (4 * W) * 4;
+  B vsum[4] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+#pragma GCC unroll 8
+  for (int u = 0; u < R; ++u) {
+    if (u >= vectors || u * W >= visible) continue;
+    if (u < grouped) {
+      vsum[u % 4] += v[u];
+    } else {
+      vsum[0] += v[u];
+    }
+  }
+  const B vinv(1.0f / xsimd::hadd((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));
+#pragma GCC unroll 8
+  for (int u = 0; u < R; ++u) {
+    const i64 j = u * W;
+    if (u >= vectors) continue;
+    B out = j < visible ? v[u] * vinv : B(0.0f);
+    // Masked lanes of the last visible vector are 0 even when a NaN score made the row NaN.
+    if (j < visible && j + W > visible) out = xsimd::select(first_lanes<Arch>(visible - j), out, B(0.0f));
+    out.store_unaligned(y + j);
+  }
+}
+
 // Masked softmax over one row; see SoftmaxRowFn.
 template <class Arch>
 void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
                  const float* bias_b) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
+  constexpr int kRegisterVectors = 8;
+  if (n % W == 0 && n <= kRegisterVectors * W) {
+    softmax_row_in_registers<Arch, kRegisterVectors>(visible, n, x, y, scale, bias_a, bias_b);
+    return;
+  }
   const float row_max = masked_scores<Arch>(visible, n, x, y, scale, bias_a, bias_b);
   if (row_max == -INFINITY) {  // every key masked (or no key visible): defined as zeros; NaN flows on
     std::memset(y, 0, static_cast<std::size_t>(n) * sizeof(float));
