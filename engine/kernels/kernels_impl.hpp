@@ -24,6 +24,27 @@ using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
+// x·y + z and z - x·y rounded once. xsimd 8 has an FMA for fma3 (AVX2) but none for AVX-512,
+// where its fma() is the generic x * y + z: whether GCC then fused it depended on the code around
+// it (-O3 fused the scores of a softmax row in one copy of the loop and not in another), and so
+// did the last bit of the result. On AVX-512 these are the instructions themselves.
+template <class Arch>
+[[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fma(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> y,
+                                                                  xsimd::batch<float, Arch> z) {
+#if defined(__AVX512F__)
+  if constexpr (xsimd::batch<float, Arch>::size == 16) return _mm512_fmadd_ps(x, y, z);
+#endif
+  return xsimd::fma(x, y, z);
+}
+template <class Arch>
+[[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fnma(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> y,
+                                                                   xsimd::batch<float, Arch> z) {
+#if defined(__AVX512F__)
+  if constexpr (xsimd::batch<float, Arch>::size == 16) return _mm512_fnmadd_ps(x, y, z);
+#endif
+  return xsimd::fnma(x, y, z);
+}
+
 // The largest lane (a NaN lane may or may not win; a row holding NaN gives NaN either way). AVX2
 // and AVX-512 halve the vector log2(W) times: a scalar walk over the lanes is a ~45-cycle chain,
 // paid once per softmax row (eight vectors at S = 128).
@@ -61,8 +82,8 @@ template <class Arch, int U>
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
     n[u] = xsimd::nearbyint(x[u] * B(1.44269504088896341f));
-    r[u] = xsimd::fnma(n[u], B(0.693359375f), x[u]);  // ln2 split: hi part exact in float
-    r[u] = xsimd::fnma(n[u], B(-2.12194440e-4f), r[u]);
+    r[u] = fused_fnma<Arch>(n[u], B(0.693359375f), x[u]);  // ln2 split: hi part exact in float
+    r[u] = fused_fnma<Arch>(n[u], B(-2.12194440e-4f), r[u]);
   }
   constexpr float kPoly[] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
                              5.0000001201e-1f};
@@ -71,9 +92,9 @@ template <class Arch, int U>
 #pragma GCC unroll 8
   for (float c : kPoly)
 #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) p[u] = xsimd::fma(p[u], r[u], B(c));
+    for (int u = 0; u < U; ++u) p[u] = fused_fma<Arch>(p[u], r[u], B(c));
 #pragma GCC unroll 8
-  for (int u = 0; u < U; ++u) x[u] = xsimd::fma(p[u], r[u] * r[u], r[u]) + B(1.0f);
+  for (int u = 0; u < U; ++u) x[u] = fused_fma<Arch>(p[u], r[u] * r[u], r[u]) + B(1.0f);
 }
 
 // y · 2^n for integral n in [-126, 128] whose result is a float (or overflows to inf), rounded
@@ -185,13 +206,13 @@ template <class Arch, int U>
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
     a[u] = xsimd::abs(x[u]) * B(0.70710678118654752f);
-    t[u] = xsimd::fma(xsimd::min(a[u], B(kLast)), B(2.0f / kLast), B(-1.0f));
+    t[u] = fused_fma<Arch>(xsimd::min(a[u], B(kLast)), B(2.0f / kLast), B(-1.0f));
     q[u] = B(kLnErfc[0]);
   }
 #pragma GCC unroll 16
   for (int i = 1; i < 11; ++i)
 #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) q[u] = xsimd::fma(q[u], t[u], B(kLnErfc[i]));
+    for (int u = 0; u < U; ++u) q[u] = fused_fma<Arch>(q[u], t[u], B(kLnErfc[i]));
   exp_reduced<Arch, U>(q, n);  // q in [-16.6, 0]: e^r · 2^(n - 1) below is a normal float
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
@@ -214,7 +235,7 @@ xsimd::batch<float, Arch> activate(Activation act, xsimd::batch<float, Arch> x) 
       return v[0];
     }
     case Activation::gelu_tanh: {
-      const B inner = B(0.79788456080286536f) * xsimd::fma(B(0.044715f) * x, x * x, x);
+      const B inner = B(0.79788456080286536f) * fused_fma<Arch>(B(0.044715f) * x, x * x, x);
       return B(0.5f) * x * (B(1.0f) + xsimd::tanh(inner));
     }
   }
@@ -323,6 +344,7 @@ struct Gemm {
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
         const B ai(PACKED ? a[i] : a[i * lda + k]);
+        // xsimd::fma, which GCC fuses here: fused_fma's intrinsic made it spill an accumulator.
 #pragma GCC unroll 4
         for (int v = 0; v < VECS; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
       }
@@ -564,6 +586,20 @@ template <class Arch>
 // y[j] = x[j] * scale + bias_a[j] + bias_b[j] for j < visible (biases may be null; y may alias x);
 // returns the largest (-inf when visible == 0 or every score is -inf). x, y and the biases hold n
 // floats; y[visible, end of the last vector) may be set to -inf.
+// x[j..j+W) * scale + bias_a + bias_b, the multiply and the first bias add as one explicit FMA:
+// left to the compiler, whether they were fused depended on the code around them (-O3 fused them
+// in some copies and not in others), and so did the last bit of a score.
+template <class Arch>
+[[gnu::always_inline]] inline xsimd::batch<float, Arch> scores_vector(const float* x, const float* bias_a,
+                                                                      const float* bias_b, i64 j,
+                                                                      xsimd::batch<float, Arch> vscale) {
+  using B = xsimd::batch<float, Arch>;
+  const B v = B::load_unaligned(x + j);
+  B s = bias_a != nullptr ? fused_fma<Arch>(v, vscale, B::load_unaligned(bias_a + j)) : v * vscale;
+  if (bias_b != nullptr) s += B::load_unaligned(bias_b + j);
+  return s;
+}
+
 template <class Arch>
 float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
                     const float* bias_b) {
@@ -571,12 +607,7 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
   constexpr i64 W = B::size;
   const B vscale(scale);
   B vmax(-INFINITY);
-  auto scores_at = [&](i64 j) __attribute__((always_inline)) {
-    B v = B::load_unaligned(x + j) * vscale;
-    if (bias_a != nullptr) v += B::load_unaligned(bias_a + j);
-    if (bias_b != nullptr) v += B::load_unaligned(bias_b + j);
-    return v;
-  };
+  auto scores_at = [&](i64 j) __attribute__((always_inline)) { return scores_vector<Arch>(x, bias_a, bias_b, j, vscale); };
   i64 j = 0;
   for (; j + W <= visible; j += W) {
     const B v = scores_at(j);
@@ -590,9 +621,8 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
     j = visible;
   }
   float row_max = horizontal_max<Arch>(vmax);
-  for (; j < visible; ++j) {
-    float v = x[j] * scale;
-    if (bias_a != nullptr) v += bias_a[j];
+  for (; j < visible; ++j) {  // as scores_vector, lane by lane
+    float v = bias_a != nullptr ? std::fma(x[j], scale, bias_a[j]) : x[j] * scale;
     if (bias_b != nullptr) v += bias_b[j];
     y[j] = v;
     row_max = v > row_max ? v : row_max;
@@ -663,9 +693,7 @@ void softmax_row_in_registers(i64 visible, i64 n, const float* x, float* y, floa
     const i64 j = u * W;
     v[u] = B(-INFINITY);
     if (u >= vectors || j >= visible) continue;
-    B s = B::load_unaligned(x + j) * vscale;
-    if (bias_a != nullptr) s += B::load_unaligned(bias_a + j);
-    if (bias_b != nullptr) s += B::load_unaligned(bias_b + j);
+    B s = scores_vector<Arch>(x, bias_a, bias_b, j, vscale);
     if (j + W > visible) s = xsimd::select(first_lanes<Arch>(visible - j), s, B(-INFINITY));
     v[u] = s;
     vmax = xsimd::max(vmax, s);
@@ -798,7 +826,7 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
   auto deviation_at = [&](i64 at, int u) __attribute__((always_inline)) {
     const B d = B::load_unaligned(s + at) - vmean;
     vdev[u] += d;
-    vvar[u] = xsimd::fma(d, d, vvar[u]);
+    vvar[u] = fused_fma<Arch>(d, d, vvar[u]);
   };
   float tail_dev = 0.0f, tail_var = 0.0f;
   for (j = 0; j + U * W <= n; j += U * W)
@@ -818,7 +846,7 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
   const B vrstd(rstd), vcorr(corr);
   for (j = 0; j + W <= n; j += W) {
     const B d = ((B::load_unaligned(s + j) - vmean) - vcorr) * vrstd;
-    xsimd::fma(d, B::load_unaligned(gamma + j), B::load_unaligned(beta + j)).store_unaligned(y + j);
+    fused_fma<Arch>(d, B::load_unaligned(gamma + j), B::load_unaligned(beta + j)).store_unaligned(y + j);
   }
   for (; j < n; ++j) y[j] = ((s[j] - mean) - corr) * rstd * gamma[j] + beta[j];
 }
