@@ -24,25 +24,19 @@ using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
-// x·y + z and z - x·y rounded once. xsimd 8 has an FMA for fma3 (AVX2) but none for AVX-512,
-// where its fma() is the generic x * y + z: whether GCC then fused it depended on the code around
-// it (-O3 fused the scores of a softmax row in one copy of the loop and not in another), and so
-// did the last bit of the result. On AVX-512 these are the instructions themselves.
-template <class Arch>
-[[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fma(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> y,
+// x·y + z (or, NEGATED, z - x·y) rounded once. xsimd 8 has an FMA for fma3 (AVX2) but none for
+// AVX-512, where its fma() is the generic x * y + z: whether GCC then fused it depended on the code
+// around it (-O3 fused the scores of a softmax row in one copy of the loop and not in another), and
+// so did the last bit of the result. On AVX-512 these are the instructions themselves.
+template <class Arch, bool NEGATED = false>
+[[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fma(xsimd::batch<float, Arch> x,
+                                                                  xsimd::batch<float, Arch> y,
                                                                   xsimd::batch<float, Arch> z) {
 #if defined(__AVX512F__)
-  if constexpr (xsimd::batch<float, Arch>::size == 16) return _mm512_fmadd_ps(x, y, z);
+  if constexpr (xsimd::batch<float, Arch>::size == 16)
+    return NEGATED ? _mm512_fnmadd_ps(x, y, z) : _mm512_fmadd_ps(x, y, z);
 #endif
-  return xsimd::fma(x, y, z);
-}
-template <class Arch>
-[[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fnma(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> y,
-                                                                   xsimd::batch<float, Arch> z) {
-#if defined(__AVX512F__)
-  if constexpr (xsimd::batch<float, Arch>::size == 16) return _mm512_fnmadd_ps(x, y, z);
-#endif
-  return xsimd::fnma(x, y, z);
+  return NEGATED ? xsimd::fnma(x, y, z) : xsimd::fma(x, y, z);
 }
 
 // The largest lane (a NaN lane may or may not win; a row holding NaN gives NaN either way). AVX2
@@ -82,8 +76,8 @@ template <class Arch, int U>
 #pragma GCC unroll 8
   for (int u = 0; u < U; ++u) {
     n[u] = xsimd::nearbyint(x[u] * B(1.44269504088896341f));
-    r[u] = fused_fnma<Arch>(n[u], B(0.693359375f), x[u]);  // ln2 split: hi part exact in float
-    r[u] = fused_fnma<Arch>(n[u], B(-2.12194440e-4f), r[u]);
+    r[u] = fused_fma<Arch, /*NEGATED=*/true>(n[u], B(0.693359375f), x[u]);  // ln2 split: hi part exact in float
+    r[u] = fused_fma<Arch, /*NEGATED=*/true>(n[u], B(-2.12194440e-4f), r[u]);
   }
   constexpr float kPoly[] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
                              5.0000001201e-1f};
@@ -607,7 +601,9 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
   constexpr i64 W = B::size;
   const B vscale(scale);
   B vmax(-INFINITY);
-  auto scores_at = [&](i64 j) __attribute__((always_inline)) { return scores_vector<Arch>(x, bias_a, bias_b, j, vscale); };
+  auto scores_at = [&](i64 j) __attribute__((always_inline)) {
+    return scores_vector<Arch>(x, bias_a, bias_b, j, vscale);
+  };
   i64 j = 0;
   for (; j + W <= visible; j += W) {
     const B v = scores_at(j);
@@ -840,7 +836,8 @@ void layer_norm_row(i64 n, const float* x, const float* residual, const float* g
   }
   const float dev_sum = xsimd::hadd((vdev[0] + vdev[1]) + (vdev[2] + vdev[3])) + tail_dev;
   const float corr = dev_sum / static_cast<float>(n);
-  float var = (xsimd::hadd((vvar[0] + vvar[1]) + (vvar[2] + vvar[3])) + tail_var - corr * dev_sum) / static_cast<float>(n);
+  const float square_sum = xsimd::hadd((vvar[0] + vvar[1]) + (vvar[2] + vvar[3])) + tail_var;
+  float var = (square_sum - corr * dev_sum) / static_cast<float>(n);
   var = var < 0.0f ? 0.0f : var;  // rounding can leave a tiny negative; NaN stays NaN
   const float rstd = 1.0f / std::sqrt(var + eps);
   const B vrstd(rstd), vcorr(corr);

@@ -208,19 +208,22 @@ TEST_P(SoftmaxTest, RowsInRegistersMatchThePassesBitForBit) {
   for (i64 n = width; n <= 8 * width; n += width)
     for (i64 visible = 0; visible <= n; ++visible)
       for (int variant = 0; variant < 3; ++variant) {
-        auto x = random_vector(static_cast<std::size_t>(n) + 1, static_cast<std::uint32_t>(700 + n + visible), -9.0f, 9.0f);
-        auto bias = random_vector(static_cast<std::size_t>(n) + 1, static_cast<std::uint32_t>(800 + n), -2.0f, 2.0f);
+        const auto floats = static_cast<std::size_t>(n);
+        auto x = random_vector(floats + 1, static_cast<std::uint32_t>(700 + n + visible), -9.0f, 9.0f);
+        auto bias = random_vector(floats + 1, static_cast<std::uint32_t>(800 + n), -2.0f, 2.0f);
         for (i64 j = 2; j < n; j += 5) bias[static_cast<std::size_t>(j)] = -kInf;
         if (variant == 1 && visible > 0) x[static_cast<std::size_t>(visible / 2)] = 80.0f;
-        if (variant == 2 && visible > 0) x[static_cast<std::size_t>(visible - 1)] = std::numeric_limits<float>::quiet_NaN();
+        if (variant == 2 && visible > 0)
+          x[static_cast<std::size_t>(visible - 1)] = std::numeric_limits<float>::quiet_NaN();
         const float* b = variant == 0 ? nullptr : bias.data();
-        std::vector<float> in_registers(static_cast<std::size_t>(n), kSentinel), passes(static_cast<std::size_t>(n) + 1, kSentinel);
+        std::vector<float> in_registers(floats, kSentinel), passes(floats + 1, kSentinel);
         kt.softmax_row(visible, n, x.data(), in_registers.data(), 0.3f, b, nullptr);
         kt.softmax_row(visible, n + 1, x.data(), passes.data(), 0.3f, b, nullptr);
         const std::string what =
             "n=" + std::to_string(n) + " visible=" + std::to_string(visible) + " variant=" + std::to_string(variant);
-        ASSERT_EQ(std::memcmp(in_registers.data(), passes.data(), static_cast<std::size_t>(n) * sizeof(float)), 0) << what;
-        for (i64 j = visible; j < n; ++j) ASSERT_EQ(in_registers[static_cast<std::size_t>(j)], 0.0f) << what << " j=" << j;
+        ASSERT_EQ(std::memcmp(in_registers.data(), passes.data(), floats * sizeof(float)), 0) << what;
+        for (std::size_t j = static_cast<std::size_t>(visible); j < floats; ++j)
+          ASSERT_EQ(in_registers[j], 0.0f) << what << " j=" << j;
       }
 }
 
