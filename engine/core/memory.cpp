@@ -10,8 +10,8 @@ namespace engine::memory {
 
 // Huge pages matter twice here: a fresh 4 KiB page costs ~11 us to fault in on this machine, and
 // the GEMMs stream megabytes of weights and activations whose 4 KiB translations do not fit the
-// TLB. Packed weights and the benchmark's workspace on huge pages, `engine-profile`, five
-// alternated runs each, 1 thread: W3 165.3 -> 162.9 ms, W1_b8 61.4 -> 60.9.
+// TLB. Packed weights and the benchmark's workspace on huge pages, `engine-profile`, 1 thread, old
+// and new builds alternated: W3 162.8 -> 160.6 ms (4 runs), W1_b8 59.5 -> 58.7 (5 runs).
 void* allocate(std::size_t bytes, const char* what) {
   constexpr std::size_t kLine = 64;
   const bool huge = bytes >= kHugePageBytes;

@@ -24,10 +24,21 @@ using i64 = std::int64_t;
 
 inline i64 imin(i64 a, i64 b) { return a < b ? a : b; }
 
-// x·y + z (or, NEGATED, z - x·y) rounded once. xsimd 8 has an FMA for fma3 (AVX2) but none for
-// AVX-512, where its fma() is the generic x * y + z: whether GCC then fused it depended on the code
-// around it (-O3 fused the scores of a softmax row in one copy of the loop and not in another), and
-// so did the last bit of the result. On AVX-512 these are the instructions themselves.
+// x·y + z (or, NEGATED, z - x·y), rounded once where the machine has FMA (AVX2, AVX-512) and twice
+// in the portable build. xsimd 8 has an FMA for fma3 (AVX2) but none for AVX-512, where its fma()
+// is the generic x * y + z: whether GCC then fused it depended on the code around it (-O3 fused the
+// scores of a softmax row in one copy of the loop and not in another), and so did the last bit of
+// the result. On AVX-512 these are the instructions themselves.
+// The same for one float: a builtin, not std::fma, which is an out-of-line function that the
+// linker could take from another instruction set's file.
+[[gnu::always_inline]] inline float fused_fma_scalar(float x, float y, float z) {
+#if defined(__FMA__)
+  return __builtin_fmaf(x, y, z);
+#else
+  return x * y + z;
+#endif
+}
+
 template <class Arch, bool NEGATED = false>
 [[gnu::always_inline]] inline xsimd::batch<float, Arch> fused_fma(xsimd::batch<float, Arch> x,
                                                                   xsimd::batch<float, Arch> y,
@@ -577,23 +588,25 @@ template <class Arch>
   return B::load_aligned(kLane) < B(static_cast<float>(rem));
 }
 
-// y[j] = x[j] * scale + bias_a[j] + bias_b[j] for j < visible (biases may be null; y may alias x);
-// returns the largest (-inf when visible == 0 or every score is -inf). x, y and the biases hold n
-// floats; y[visible, end of the last vector) may be set to -inf.
-// x[j..j+W) * scale + bias_a + bias_b, the multiply and the first bias add as one explicit FMA:
-// left to the compiler, whether they were fused depended on the code around them (-O3 fused them
-// in some copies and not in others), and so did the last bit of a score.
+// x[j..j+W) * scale + the first bias given + the other, the multiply and the first add as one
+// explicit FMA: left to the compiler, whether they were fused depended on the code around them
+// (-O3 fused them in some copies and not in others), and so did the last bit of a score.
 template <class Arch>
 [[gnu::always_inline]] inline xsimd::batch<float, Arch> scores_vector(const float* x, const float* bias_a,
                                                                       const float* bias_b, i64 j,
                                                                       xsimd::batch<float, Arch> vscale) {
   using B = xsimd::batch<float, Arch>;
+  const float* first = bias_a != nullptr ? bias_a : bias_b;
+  const float* second = bias_a != nullptr ? bias_b : nullptr;
   const B v = B::load_unaligned(x + j);
-  B s = bias_a != nullptr ? fused_fma<Arch>(v, vscale, B::load_unaligned(bias_a + j)) : v * vscale;
-  if (bias_b != nullptr) s += B::load_unaligned(bias_b + j);
+  B s = first != nullptr ? fused_fma<Arch>(v, vscale, B::load_unaligned(first + j)) : v * vscale;
+  if (second != nullptr) s += B::load_unaligned(second + j);
   return s;
 }
 
+// y[j] = x[j] * scale + bias_a[j] + bias_b[j] for j < visible (biases may be null; y may alias x);
+// returns the largest (-inf when visible == 0 or every score is -inf). x, y and the biases hold n
+// floats; y[visible, end of the last vector) may be set to -inf.
 template <class Arch>
 float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, const float* bias_a,
                     const float* bias_b) {
@@ -617,9 +630,11 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
     j = visible;
   }
   float row_max = horizontal_max<Arch>(vmax);
+  const float* first = bias_a != nullptr ? bias_a : bias_b;
+  const float* second = bias_a != nullptr ? bias_b : nullptr;
   for (; j < visible; ++j) {  // as scores_vector, lane by lane
-    float v = bias_a != nullptr ? std::fma(x[j], scale, bias_a[j]) : x[j] * scale;
-    if (bias_b != nullptr) v += bias_b[j];
+    float v = first != nullptr ? fused_fma_scalar(x[j], scale, first[j]) : x[j] * scale;
+    if (second != nullptr) v += second[j];
     y[j] = v;
     row_max = v > row_max ? v : row_max;
   }
@@ -734,9 +749,18 @@ void softmax_row(i64 visible, i64 n, const float* x, float* y, float scale, cons
                  const float* bias_b) {
   using B = xsimd::batch<float, Arch>;
   constexpr i64 W = B::size;
-  constexpr int kRegisterVectors = 8;
+  // Up to 8 vectors in AVX-512's 32 registers, 4 in the 16 of AVX2 and SSE2 (more would spill);
+  // the exponentials are computed for a power of two of vectors, so short rows pay for 2 or 4.
+  constexpr i64 kRegisterVectors = W == 16 ? 8 : 4;
   if (n % W == 0 && n <= kRegisterVectors * W) {
-    softmax_row_in_registers<Arch, kRegisterVectors>(visible, n, x, y, scale, bias_a, bias_b);
+    const i64 vectors = n / W;
+    if (vectors <= 2) {
+      softmax_row_in_registers<Arch, 2>(visible, n, x, y, scale, bias_a, bias_b);
+    } else if (vectors <= 4 || kRegisterVectors == 4) {
+      softmax_row_in_registers<Arch, 4>(visible, n, x, y, scale, bias_a, bias_b);
+    } else {
+      softmax_row_in_registers<Arch, 8>(visible, n, x, y, scale, bias_a, bias_b);
+    }
     return;
   }
   const float row_max = masked_scores<Arch>(visible, n, x, y, scale, bias_a, bias_b);

@@ -199,32 +199,41 @@ TEST_P(SoftmaxTest, WhatLiesPastVisibleIsNeverRead) {
 }
 
 TEST_P(SoftmaxTest, RowsInRegistersMatchThePassesBitForBit) {
-  // A row of at most 8 whole vectors is kept in registers; any other row takes the three passes.
-  // A row of n = 8·W or fewer whole vectors must give the same bits as that row padded to n + 1
-  // (which takes the passes: n + 1 is never a whole number of vectors), for every visible length,
-  // with masked keys, biases, huge scores and a NaN (whose row is NaN, its masked keys still 0).
+  // A row of a few whole vectors is kept in registers; any other row takes the three passes. A row
+  // of n = 8·W or fewer whole vectors must give the same bits as that row padded to n + 1 (which
+  // takes the passes: n + 1 is never a whole number of vectors), for every visible length, every
+  // pair of biases, a score so large that the others' exponentials underflow to 0, and a NaN (whose
+  // row is NaN, its masked keys still 0); in place as out of place, writing nothing past n.
   const kernels::KernelTable& kt = kernels::table_for(GetParam());
   const i64 width = kt.vector_floats;
   for (i64 n = width; n <= 8 * width; n += width)
     for (i64 visible = 0; visible <= n; ++visible)
-      for (int variant = 0; variant < 3; ++variant) {
-        const auto floats = static_cast<std::size_t>(n);
-        auto x = random_vector(floats + 1, static_cast<std::uint32_t>(700 + n + visible), -9.0f, 9.0f);
-        auto bias = random_vector(floats + 1, static_cast<std::uint32_t>(800 + n), -2.0f, 2.0f);
-        for (i64 j = 2; j < n; j += 5) bias[static_cast<std::size_t>(j)] = -kInf;
-        if (variant == 1 && visible > 0) x[static_cast<std::size_t>(visible / 2)] = 80.0f;
-        if (variant == 2 && visible > 0)
-          x[static_cast<std::size_t>(visible - 1)] = std::numeric_limits<float>::quiet_NaN();
-        const float* b = variant == 0 ? nullptr : bias.data();
-        std::vector<float> in_registers(floats, kSentinel), passes(floats + 1, kSentinel);
-        kt.softmax_row(visible, n, x.data(), in_registers.data(), 0.3f, b, nullptr);
-        kt.softmax_row(visible, n + 1, x.data(), passes.data(), 0.3f, b, nullptr);
-        const std::string what =
-            "n=" + std::to_string(n) + " visible=" + std::to_string(visible) + " variant=" + std::to_string(variant);
-        ASSERT_EQ(std::memcmp(in_registers.data(), passes.data(), floats * sizeof(float)), 0) << what;
-        for (std::size_t j = static_cast<std::size_t>(visible); j < floats; ++j)
-          ASSERT_EQ(in_registers[j], 0.0f) << what << " j=" << j;
-      }
+      for (int variant = 0; variant < 4; ++variant)
+        for (int biases = 0; biases < 4; ++biases) {
+          const auto floats = static_cast<std::size_t>(n);
+          auto x = random_vector(floats + 1, static_cast<std::uint32_t>(700 + n + visible), -9.0f, 9.0f);
+          auto bias_a = random_vector(floats + 1, static_cast<std::uint32_t>(800 + n), -2.0f, 2.0f);
+          const auto bias_b = random_vector(floats + 1, static_cast<std::uint32_t>(900 + n), -2.0f, 2.0f);
+          for (i64 j = 2; j < n; j += 5) bias_a[static_cast<std::size_t>(j)] = -kInf;
+          if (variant == 1 && visible > 0) x[static_cast<std::size_t>(visible / 2)] = 80.0f;
+          if (variant == 2 && visible > 0) x[static_cast<std::size_t>(visible / 2)] = 1000.0f;  // others underflow
+          if (variant == 3 && visible > 0)
+            x[static_cast<std::size_t>(visible - 1)] = std::numeric_limits<float>::quiet_NaN();
+          const float* ba = (biases & 1) ? bias_a.data() : nullptr;
+          const float* bb = (biases & 2) ? bias_b.data() : nullptr;
+          std::vector<float> in_registers(floats + 1, kSentinel), passes(floats + 1, kSentinel);
+          kt.softmax_row(visible, n, x.data(), in_registers.data(), 0.3f, ba, bb);
+          kt.softmax_row(visible, n + 1, x.data(), passes.data(), 0.3f, ba, bb);
+          std::vector<float> in_place(x);
+          kt.softmax_row(visible, n, in_place.data(), in_place.data(), 0.3f, ba, bb);
+          const std::string what = "n=" + std::to_string(n) + " visible=" + std::to_string(visible) +
+                                   " variant=" + std::to_string(variant) + " biases=" + std::to_string(biases);
+          ASSERT_EQ(std::memcmp(in_registers.data(), passes.data(), floats * sizeof(float)), 0) << what;
+          ASSERT_EQ(std::memcmp(in_place.data(), passes.data(), floats * sizeof(float)), 0) << what << " in place";
+          ASSERT_EQ(in_registers[floats], kSentinel) << what << ": wrote past n";
+          for (std::size_t j = static_cast<std::size_t>(visible); j < floats; ++j)
+            ASSERT_EQ(in_registers[j], 0.0f) << what << " j=" << j;
+        }
 }
 
 TEST_P(SoftmaxTest, HostileValues) {
