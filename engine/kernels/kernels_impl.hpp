@@ -588,7 +588,15 @@ template <class Arch>
   return B::load_aligned(kLane) < B(static_cast<float>(rem));
 }
 
-// x[j..j+W) * scale + the first bias given + the other, the multiply and the first add as one
+// The scores' biases with a lone one first, so that the one given is always the FMA's addend
+// below: callers set this up once per row.
+inline void lone_bias_first(const float*& bias_a, const float*& bias_b) {
+  if (bias_a != nullptr) return;
+  bias_a = bias_b;
+  bias_b = nullptr;
+}
+
+// x[j..j+W) * scale + bias_a + bias_b (after lone_bias_first), the multiply and the first add as one
 // explicit FMA: left to the compiler, whether they were fused depended on the code around them
 // (-O3 fused them in some copies and not in others), and so did the last bit of a score.
 template <class Arch>
@@ -596,11 +604,9 @@ template <class Arch>
                                                                       const float* bias_b, i64 j,
                                                                       xsimd::batch<float, Arch> vscale) {
   using B = xsimd::batch<float, Arch>;
-  const float* first = bias_a != nullptr ? bias_a : bias_b;
-  const float* second = bias_a != nullptr ? bias_b : nullptr;
   const B v = B::load_unaligned(x + j);
-  B s = first != nullptr ? fused_fma<Arch>(v, vscale, B::load_unaligned(first + j)) : v * vscale;
-  if (second != nullptr) s += B::load_unaligned(second + j);
+  B s = bias_a != nullptr ? fused_fma<Arch>(v, vscale, B::load_unaligned(bias_a + j)) : v * vscale;
+  if (bias_b != nullptr) s += B::load_unaligned(bias_b + j);
   return s;
 }
 
@@ -614,6 +620,7 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
   constexpr i64 W = B::size;
   const B vscale(scale);
   B vmax(-INFINITY);
+  lone_bias_first(bias_a, bias_b);
   auto scores_at = [&](i64 j) __attribute__((always_inline)) {
     return scores_vector<Arch>(x, bias_a, bias_b, j, vscale);
   };
@@ -630,11 +637,9 @@ float masked_scores(i64 visible, i64 n, const float* x, float* y, float scale, c
     j = visible;
   }
   float row_max = horizontal_max<Arch>(vmax);
-  const float* first = bias_a != nullptr ? bias_a : bias_b;
-  const float* second = bias_a != nullptr ? bias_b : nullptr;
   for (; j < visible; ++j) {  // as scores_vector, lane by lane
-    float v = first != nullptr ? fused_fma_scalar(x[j], scale, first[j]) : x[j] * scale;
-    if (second != nullptr) v += second[j];
+    float v = bias_a != nullptr ? fused_fma_scalar(x[j], scale, bias_a[j]) : x[j] * scale;
+    if (bias_b != nullptr) v += bias_b[j];
     y[j] = v;
     row_max = v > row_max ? v : row_max;
   }
@@ -699,6 +704,7 @@ void softmax_row_in_registers(i64 visible, i64 n, const float* x, float* y, floa
   const B vscale(scale);
   B v[R];
   B vmax(-INFINITY);
+  lone_bias_first(bias_a, bias_b);
 #pragma GCC unroll 8
   for (int u = 0; u < R; ++u) {
     const i64 j = u * W;
