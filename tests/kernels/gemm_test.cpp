@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,13 +32,15 @@ struct GemmCase {
   Activation act = Activation::none;
   i64 pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per row: non-contiguous leading dimensions
   bool packed = false;
+  i64 b_offset = -1;  // >= 0: B starts this many floats past a 64-byte boundary (else wherever it lands)
 };
 
 std::string describe(const GemmCase& c) {
   return "M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
          (c.trans == Transpose::yes ? " B^T" : " B") + " beta=" + std::to_string(static_cast<int>(c.beta)) +
          (c.bias ? " bias" : "") + " act=" + activation_name(c.act) + (c.packed ? " packed" : "") +
-         " pads=" + std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," + std::to_string(c.pad_c);
+         " pads=" + std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," + std::to_string(c.pad_c) +
+         (c.b_offset >= 0 ? " B " + std::to_string(c.b_offset) + " floats past a line" : "");
 }
 
 void run_case_once(const GemmCase& c, std::uint32_t seed);
@@ -62,19 +65,29 @@ void run_case_once(const GemmCase& c, std::uint32_t seed) {
   const i64 ldc = c.N + c.pad_c;
   const i64 b_rows = c.trans == Transpose::yes ? c.N : c.K;
   const auto A = random_vector(static_cast<std::size_t>(c.M * lda), seed);
-  const auto B = random_vector(static_cast<std::size_t>(b_rows * ldb), seed + 1);
+  const auto B_values = random_vector(static_cast<std::size_t>(b_rows * ldb), seed + 1);
+  // B_values, or a copy of it placed c.b_offset floats past a 64-byte boundary.
+  std::vector<float> B_placed(c.b_offset >= 0 ? B_values.size() + 16 + static_cast<std::size_t>(c.b_offset) : 0);
+  const float* B = B_values.data();
+  if (c.b_offset >= 0) {
+    void* start = B_placed.data();
+    std::size_t space = B_placed.size() * sizeof(float);
+    float* line = static_cast<float*>(std::align(64, sizeof(float), start, space));
+    std::memcpy(line + c.b_offset, B_values.data(), B_values.size() * sizeof(float));
+    B = line + c.b_offset;
+  }
   const auto bias = random_vector(static_cast<std::size_t>(c.N), seed + 2);
   auto C = random_vector(static_cast<std::size_t>(c.M * ldc), seed + 3);
   const std::vector<float> C0 = C;
   const float* bias_ptr = c.bias ? bias.data() : nullptr;
-  const auto want = ref_gemm(c.M, c.N, c.K, A.data(), lda, B.data(), ldb, c.trans, C0.data(), ldc, c.beta, bias_ptr, c.act);
+  const auto want = ref_gemm(c.M, c.N, c.K, A.data(), lda, B, ldb, c.trans, C0.data(), ldc, c.beta, bias_ptr, c.act);
 
   const GemmEpilogue ep{bias_ptr, c.act};
   if (c.packed) {
-    const PackedMatrix P = pack_matrix(c.K, c.N, B.data(), ldb, c.trans);
+    const PackedMatrix P = pack_matrix(c.K, c.N, B, ldb, c.trans);
     gemm_packed(c.M, A.data(), lda, P, C.data(), ldc, c.beta, ep);
   } else {
-    gemm(c.M, c.N, c.K, A.data(), lda, B.data(), ldb, c.trans, C.data(), ldc, c.beta, ep);
+    gemm(c.M, c.N, c.K, A.data(), lda, B, ldb, c.trans, C.data(), ldc, c.beta, ep);
   }
   const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(c.K));
   const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(c.K)) + 1e-6;
@@ -174,6 +187,25 @@ TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
   run_case({13, 256, 769, Transpose::no, 0.0f, true, Activation::gelu_tanh}, seed++);
   run_case({20, 128, 1536, Transpose::no, 1.0f, true, Activation::relu, 0, 3, 0}, seed++);
   run_case({7, 192, 2311, Transpose::no, 0.0f, false, Activation::none}, seed++);
+}
+
+TEST_P(GemmTest, BAtAnyAlignment) {
+  // B read in place starting on a 64-byte boundary or 1, 4 or 15 floats past one, where every
+  // vector load straddles two lines: one contiguous panel, two panels, narrow B one K block deep
+  // (K = 1000), a padded ldb, and one tile (no panel copy) against several.
+  std::uint32_t seed = 460;
+  for (i64 offset : {0, 1, 4, 15}) {
+    run_case({3 * blk().mr + 1, blk().nr, 128, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, false, offset},
+             seed++);
+    run_case({2 * blk().mr, 2 * blk().nr, 100, Transpose::no, 1.0f, true, Activation::relu, 0, 0, 0, false, offset},
+             seed++);
+    run_case({4 * blk().mr + 5, 64, 1000, Transpose::no, 0.0f, true, Activation::none, 0, 0, 3, false, offset},
+             seed++);
+    run_case({blk().mr + 1, blk().nr, 77, Transpose::no, 1.0f, false, Activation::none, 0, 1, 0, false, offset},
+             seed++);
+    run_case({blk().mr, 2 * blk().nr, 50, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, false, offset},
+             seed++);
+  }
 }
 
 TEST_P(GemmTest, NarrowBIsOneKBlockUpTo1024Deep) {
