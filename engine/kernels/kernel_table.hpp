@@ -43,14 +43,22 @@ struct GemmPrefetch {
   std::int64_t bytes = 0;
 };
 
+// Where a macro-kernel reading B in place copies each panel while the panel's first tile runs,
+// for the other tiles to read: `to` ([kc][NR] floats, or null: no copy), the same buffer for every
+// panel; or with `keeps_all`, panel j at to + (j / NR) * kc * NR, the packed layout of the whole
+// block, which then serves later calls as packed B.
+struct GemmPanelCopy {
+  float* to = nullptr;
+  bool keeps_all = false;
+};
+
 // C[m, n] (row stride ldc) op= A[m, kc] · B[kc, n]. A is read in place (row stride lda) or, when
 // a_packed, is the output of PackAFn. B is the output of PackBFn when ldb == 0 (ceil(n/NR) panels
-// [kc][NR]), otherwise B[kc, n] read in place at row stride ldb, which needs n % NR == 0; then
-// b_panel_copy ([kc][NR] floats, or null) is where each panel is copied while its
-// first tile runs, for the other tiles to read.
+// [kc][NR]), otherwise B[kc, n] read in place at row stride ldb, which needs n % NR == 0, and
+// copied as `copy` says (with keeps_all, m > MR is required: the copying tile is a full one).
 using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
                              bool a_packed, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                             const GemmStore& store, const GemmPrefetch& next_b, float* b_panel_copy);
+                             const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
 //   y[j] = exp(v[j] - max) / sum,  v[j] = x[j] * scale + bias_a[j] + bias_b[j]  for j < visible,

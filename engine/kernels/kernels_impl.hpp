@@ -421,12 +421,12 @@ struct Gemm {
   // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2),
   // except for a block of B small enough for L1 (rows_first).
   static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b, i64 ldb,
-                    float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, float* b_panel_copy) {
+                    float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy) {
     const auto& micro_by_width = micro_by_shape[a_packed ? 1 : 0];  // [vectors - 1][rows - 1]
     // B read in place (rows ldb apart) streams more slowly than a packed panel: 3-5% at M = 128,
     // N = 768, K = 768, even with B in L2. With more than one tile per panel, the first tile copies
-    // the panel's rows into b_panel_copy as it reads them, and the other tiles read the copy.
-    const bool copy_panels = ldb != 0 && b_panel_copy != nullptr && m > MR;
+    // the panel's rows into copy.to as it reads them, and the other tiles read the copy.
+    const bool copy_panels = ldb != 0 && copy.to != nullptr && m > MR;
     const i64 prefetch_per_tile = kc / 4 * 64;  // bytes: one line every 4 k steps
     const i64 panel_bytes = kc * NR * static_cast<i64>(sizeof(float));
     // GELU is applied to the finished m x n block (in L2) after its last K block, row by row,
@@ -488,9 +488,10 @@ struct Gemm {
         prefetched += prefetch_per_tile;
         if (cols == NR) {
           if (copy_panels && i == 0) {  // rows == MR, since m > MR
+            float* panel_copy = copy.keeps_all ? copy.to + (j / NR) * kc * NR : copy.to;
             micro_copying_b[a_packed ? 1 : 0](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias,
-                                              prefetch, b_panel_copy);
-            b_panel = b_panel_copy;
+                                              prefetch, panel_copy);
+            b_panel = panel_copy;
             b_stride = NR;
             continue;
           }

@@ -3,7 +3,8 @@
 //   B lives in NR-column panels, KC rows deep. A prepacked weight holds all of op(B) that way:
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
 //   and so does a plain product with many rows, which packs all of op(B) once per call
-//   (packs_whole_b). With fewer rows each thread packs the KC x NC block it is about to use into its
+//   (packs_whole_b), as its first rows compute where it can (fills_b_on_first_use). With fewer
+//   rows each thread packs the KC x NC block it is about to use into its
 //   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place), copying a large
 //   B's panels as their first tile reads them (copies_b_panels).
 //   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
@@ -170,6 +171,21 @@ bool packs_whole_b(const GemmBlocking& blk, i64 M, i64 N) {
   return M >= kWholeBMinRows && ceil_div(N, blk.nr) >= kWholeBMinPanels;
 }
 
+// Whether that packing is left to each thread's first block of rows instead of a pass of its own:
+// the first tile of each panel reads B in place and copies it into the packed buffer as it
+// computes (as copies_b_panels does), and the later blocks read the packed panels. The packing
+// pass cost about as much again as those copies, which overlap the arithmetic: plain 1024 x 768 x
+// 768 0.992-0.994 -> 1.002-1.004x oneDNN, 1024 x 3072 x 768 1.18-1.21 -> 1.21-1.23x,
+// 1024 x 768 x 3072 1.17-1.19 -> 1.21-1.22x, 512 x 768 x 768 0.979-0.984 -> 0.992-0.995x (paired
+// runs, 1 thread). Not when B would come from memory rather than L3 (the copying tile reads rows
+// ldb apart, which a pass streams faster: sq_2048, 16 MB, 1.12 -> 1.09x), nor for transposed B
+// (the micro-kernel reads rows of B), nor for N % NR != 0 (the last panel is zero-padded). Falls
+// back to packing up front when threads would share panels (see run()).
+constexpr i64 kFillOnFirstUseMaxBFloats = i64{3} << 20;  // 12 MiB
+bool fills_b_on_first_use(const GemmBlocking& blk, i64 K, i64 N, bool trans) {
+  return !trans && N % blk.nr == 0 && K * N <= kFillOnFirstUseMaxBFloats;
+}
+
 // Start of the panel holding columns [n0, n0 + NR) of the K block starting at k0.
 const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N, i64 k0, i64 n0) {
   const i64 panels = ceil_div(N, blk.nr);
@@ -256,6 +272,9 @@ struct GemmCall {
   const float* prepacked_b = nullptr;
   i64 packed_n = 0;  // the width op(B) was packed with (>= N: a product may use its first N columns)
   bool b_packed_by_team = false;  // prepacked_b was packed by this call's threads (packs_whole_b)
+  // prepacked_b is still to be filled from b (read in place, ldb): each thread's first MC block of
+  // rows copies the panels of its columns there as it computes (see fills_b_on_first_use).
+  bool fills_packed_b = false;
   const float* b = nullptr;
   i64 ldb = 0;
   bool trans_b = false;
@@ -286,7 +305,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
     return a_buf;
   };
   const i64 b_ld = g.b_in_place ? g.ldb : 0;
-  float* b_panel_copy = g.copy_b_panels ? b_buf : nullptr;
+  const kernels::GemmPanelCopy panel_copy{g.copy_b_panels ? b_buf : nullptr, false};
   auto store_for = [&](i64 k0, i64 kcb, i64 n0) {
     return kernels::GemmStore{k0 > 0 || g.accumulate, k0 + kcb == g.K,
                               g.epilogue.bias != nullptr ? g.epilogue.bias + n0 : nullptr, g.epilogue.activation};
@@ -317,9 +336,14 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
         const float* a = a_block_at(m0, mcb, k0, kcb);
         for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
           const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
+          if (g.fills_packed_b && m0 == m_begin) {  // read B in place, leave its panels packed
+            float* packed = const_cast<float*>(panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0));
+            kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, g.b + k0 * g.ldb + n0, g.ldb, g.C + m0 * g.ldc + n0,
+                          g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0), {packed, true});
+            continue;
+          }
           kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
-                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0),
-                        b_panel_copy);
+                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0), panel_copy);
         }
       }
     }
@@ -333,7 +357,7 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
         const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
         kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, b_ld,
-                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, b_panel_copy);
+                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, panel_copy);
       }
     }
   }
@@ -387,6 +411,13 @@ void run(const KernelTable& kt, const GemmCall& g) {
   // 4% at 2 threads).
   const Grid grid = choose_grid(threads, mtiles, npanels,
                                 /*prefer_column_split=*/a_repeat < b_repeat || g.b_packed_by_team);
+  // B packed on first use needs every thread's first block of rows to hold a full tile and no two
+  // threads to share a panel; otherwise it is packed up front, as before.
+  GemmCall call = g;
+  if (call.fills_packed_b && (grid.tm != 1 || call.M <= blk.mr)) {
+    pack_b_threaded(kt, blk, call.K, call.N, call.b, call.ldb, call.trans_b, const_cast<float*>(call.prepacked_b));
+    call.fills_packed_b = false;
+  }
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
   auto body = [&](int tid) {
@@ -397,8 +428,8 @@ void run(const KernelTable& kt, const GemmCall& g) {
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     float* mine = scratch + (a_floats + b_floats) * tid;
     if (m_begin < m_end && n_begin < n_end)
-      compute_block(kt, g, prefer_m_outer(blk, g, m_end - m_begin, n_end - n_begin), mine, mine + a_floats, m_begin,
-                    m_end, n_begin, n_end);
+      compute_block(kt, call, call.fills_packed_b || prefer_m_outer(blk, call, m_end - m_begin, n_end - n_begin), mine,
+                    mine + a_floats, m_begin, m_end, n_begin, n_end);
   };
   if (threads == 1) {
     body(0);
@@ -472,10 +503,12 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
     // Many rows: pack all of op(B) once, as pack_matrix() would, and run the prepacked path.
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));
-    pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
+    const bool on_first_use = fills_b_on_first_use(blk, K, N, trans);
+    if (!on_first_use) pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
     run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = pack_a, .A = A, .lda = lda, .C = C, .ldc = ldc,
                      .accumulate = beta == 1.0f, .epilogue = epilogue, .prepacked_b = packed, .packed_n = N,
-                     .b_packed_by_team = true, .blk = blk});
+                     .b_packed_by_team = true, .fills_packed_b = on_first_use, .b = B, .ldb = ldb, .trans_b = trans,
+                     .blk = blk});
     return;
   }
   const bool copy_panels = in_place && copies_b_panels(kt.gemm, N, K, ldb);

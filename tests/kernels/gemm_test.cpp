@@ -276,6 +276,44 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
   set_num_threads(0);
 }
 
+TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
+  // With >= 512 rows and B not transposed, each thread's first block of rows copies B's panels
+  // into the packed buffer as it reads them in place, and the later blocks read the packing; with
+  // threads sharing panels (a row split: 3 threads on 4 panels) B is packed up front instead.
+  // One, two and three K blocks, every epilogue, beta 1, a padded ldb; 1-4 threads, bitwise equal.
+  std::uint32_t seed = 700;
+  struct Shape {
+    i64 M, N, K, pad_b;
+    float beta;
+    Activation act;
+  };
+  for (const Shape& s : {Shape{517, 4 * blk().nr, 70, 0, 0.0f, Activation::none},
+                         Shape{600, 6 * blk().nr, 769, 3, 1.0f, Activation::relu},
+                         Shape{512, 4 * blk().nr, 1537, 0, 0.0f, Activation::gelu_erf}}) {
+    const i64 ldb = s.N + s.pad_b;
+    const auto A = random_vector(static_cast<std::size_t>(s.M * s.K), seed++);
+    const auto B = random_vector(static_cast<std::size_t>(s.K * ldb), seed++);
+    const auto bias = random_vector(static_cast<std::size_t>(s.N), seed++);
+    const auto C0 = random_vector(static_cast<std::size_t>(s.M * s.N), seed++);
+    const auto want = ref_gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C0.data(), s.N, s.beta,
+                               bias.data(), s.act);
+    const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(s.K));
+    const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(s.K)) + 1e-6;
+    std::vector<float> first;
+    for (int threads : {1, 2, 3, 4}) {
+      set_num_threads(threads);
+      std::vector<float> C = C0;
+      gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C.data(), s.N, s.beta, {bias.data(), s.act});
+      EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
+          << "M=" << s.M << " N=" << s.N << " K=" << s.K << ", " << threads << " threads";
+      if (first.empty()) first = C;
+      EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
+          << threads << " threads differ from 1, M=" << s.M << " N=" << s.N << " K=" << s.K;
+    }
+    set_num_threads(0);
+  }
+}
+
 TEST_P(GemmTest, ManyRowsAndPackingFromInsideAParallelRegionComputeEverything) {
   // Products with >= 512 rows and >= 4 B panels pack all of B up front, and pack_matrix packs with
   // a work-sharing loop; called from one thread of somebody else's parallel region both must do all
