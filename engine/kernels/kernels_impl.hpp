@@ -424,6 +424,40 @@ struct Gemm {
   // [packed A?]: a full tile that also copies the B rows it reads into a packed panel.
   static constexpr std::array<MicroFn, 2> micro_copying_b = {&micro<MR, false, true>, &micro<MR, true, true>};
 
+  // What the tiles of one panel prefetch, one line every 4 k steps: the next panel (`bytes` of it
+  // from `next`), then, once that is covered, their own already cached panel.
+  struct PanelPrefetch {
+    const char* next;
+    i64 bytes, per_tile;
+    const char* for_tile(i64 t, const float* own_panel) const {
+      return t * per_tile < bytes ? next + t * per_tile : reinterpret_cast<const char*>(own_panel);
+    }
+  };
+
+  // The full-width tiles of one panel from row i on: full tiles run the micro-kernel inlined, the
+  // bottom edge through the table. With K = 64 a tile's call, saved registers and setup cost ~25
+  // cycles of a ~790-cycle tile (measured over K = 8 .. 256). A function of its own, called once
+  // per panel: inlined into macro, among its other live state, GCC spilled an accumulator.
+  // Paired runs against oneDNN, 1 thread: plain `qkt_s1024` 0.995-1.002 -> 1.004-1.011x,
+  // prepacked 0.961-0.971 -> 0.981-0.988x; plain `pv_s128` 0.997-1.001 -> 1.006-1.015x; plain
+  // `lin_m1024_n768_k768` 1.002-1.005 -> 1.008-1.016x; W1_b8 and W3 unchanged; AVX2 the same
+  // or a little faster.
+  template <bool PACKED>
+  [[gnu::noinline]] static void panel_tiles(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
+                                            i64 b_stride, float* c, i64 ldc, const GemmStore& store,
+                                            const float* bias, const PanelPrefetch& prefetch) {
+    for (; i < m; i += MR) {
+      const float* a_tile = PACKED ? a + (i / MR) * kc * MR : a + i * lda;
+      const i64 rows = imin(MR, m - i);
+      const char* ahead = prefetch.for_tile(i / MR, b_panel);
+      if (rows == MR)
+        tile<MR, PACKED>(kc, a_tile, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias, ahead);
+      else
+        micro_by_shape[PACKED ? 1 : 0][NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c + i * ldc, ldc, store,
+                                                         bias, ahead, nullptr);
+    }
+  }
+
   // Tiles column by column: each B panel is reused by every MR-row tile of A (row by row, with a
   // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2),
   // except for a block of B small enough for L1 (rows_first).
@@ -446,12 +480,9 @@ struct Gemm {
                                 store.activation != Activation::relu;
     GemmStore tile_store = store;
     if (activate_block) tile_store.activation = Activation::none;
-    // Full tiles of a block walked rows first (small K) run the micro-kernel inlined rather than
-    // called through micro_by_shape: with K = 64 a tile's call, saved registers and setup cost
-    // ~25 cycles of a ~790-cycle tile (measured over K = 8 .. 256). Plain `qkt_s128` 0.990-0.993 ->
-    // 1.009-1.012x oneDNN, prepacked 1.004-1.007 -> 1.026-1.033x (paired runs, 1 thread); W1_b8 and
-    // W4 unchanged or a little faster. Not in the column walk below: with its extra state live,
-    // GCC spilled an accumulator of the inlined copy to the stack.
+    // Full tiles of a block walked rows first (small K) run the micro-kernel inlined, as in
+    // panel_tiles: plain `qkt_s128` 0.990-0.993 -> 1.009-1.012x oneDNN, prepacked 1.004-1.007 ->
+    // 1.026-1.033x (paired runs, 1 thread); W1_b8 and W4 unchanged or a little faster.
     auto full_tile = [&](const float* a_tile, const float* b_panel, i64 b_stride, float* c_tile, const float* bias,
                          const char* prefetch) __attribute__((always_inline)) {
       if (a_packed)
@@ -501,28 +532,26 @@ struct Gemm {
       const bool next_in_block = ldb == 0 && j + NR < n;
       const char* next_panel = next_in_block ? reinterpret_cast<const char*>(b_panel + kc * NR) : next_b.begin;
       const i64 next_bytes = next_in_block ? panel_bytes : imin(next_b.bytes, panel_bytes);
-      i64 prefetched = 0;
+      const PanelPrefetch panel_prefetch{next_panel, next_bytes, prefetch_per_tile};
+      if (cols == NR) {
+        i64 i = 0;
+        if (copy_panels) {  // the first tile, a full one since m > MR
+          float* panel_copy = copy.keeps_all ? copy.to + (j / NR) * kc * NR : copy.to;
+          micro_copying_b[a_packed ? 1 : 0](kc, a, lda, b_panel, b_stride, c + j, ldc, tile_store, bias,
+                                            panel_prefetch.for_tile(0, b_panel), panel_copy);
+          b_panel = panel_copy;
+          b_stride = NR;
+          i = MR;
+        }
+        (a_packed ? &panel_tiles<true> : &panel_tiles<false>)(i, m, kc, a, lda, b_panel, b_stride, c + j, ldc,
+                                                               tile_store, bias, panel_prefetch);
+        continue;
+      }
       for (i64 i = 0; i < m; i += MR) {
         const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
         const i64 rows = imin(MR, m - i);
         float* c_tile = c + i * ldc + j;
-        // Once the next panel is covered, tiles prefetch their own (already cached) panel.
-        const char* prefetch = prefetched < next_bytes ? next_panel + prefetched
-                                                       : reinterpret_cast<const char*>(b_panel);
-        prefetched += prefetch_per_tile;
-        if (cols == NR) {
-          if (copy_panels && i == 0) {  // rows == MR, since m > MR
-            float* panel_copy = copy.keeps_all ? copy.to + (j / NR) * kc * NR : copy.to;
-            micro_copying_b[a_packed ? 1 : 0](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias,
-                                              prefetch, panel_copy);
-            b_panel = panel_copy;
-            b_stride = NR;
-            continue;
-          }
-          micro_by_width[NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch,
-                                           nullptr);
-          continue;
-        }
+        const char* prefetch = panel_prefetch.for_tile(i / MR, b_panel);
         // Right edge (packed B only: its panel is zero-padded past N): ceil(cols / W) vectors
         // wide, the same arithmetic as a full tile on those columns. Straight into C when cols
         // fills whole vectors (attention's key blocks, N = 96); else into a temporary, then the
