@@ -7,7 +7,7 @@
 //   rows each thread packs the KC x NC block it is about to use into its
 //   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place), copying a large
 //   B's panels as their first tile reads them (copies_b_panels).
-//   Threads split C into a tm x tn grid of MR-row / NR-column ranges. Inside its range a thread runs
+//   Threads split C into a tm x tn grid of row / NR-column ranges. Inside its range a thread runs
 //   the NC / KC / MC loops in whichever order packs less (compute_block), A packed when N is wide.
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
 //   bitwise identical for any number of threads.
@@ -422,9 +422,13 @@ void run(const KernelTable& kt, const GemmCall& g) {
 
   auto body = [&](int tid) {
     const int ti = tid / grid.tn, tj = tid % grid.tn;
-    const auto rows = parallel::split_range(mtiles, grid.tm, ti);
+    // Rows split evenly, not in whole MR-row tiles: a thread's short last tile costs in proportion
+    // to its rows, so 512 + 512 rows (85 tiles and 2 rows each) finish together where 516 + 508
+    // (86 tiles against 84 and 4 rows) did not. Plain `pv_s128` (N = 64, a row split) at 2 threads
+    // 1.04-1.05 -> 1.06-1.09x oneDNN, `pv_s1024` 0.986-0.989 -> 0.991-0.995x (paired runs).
+    const auto rows = parallel::split_range(g.M, grid.tm, ti);
     const auto cols = parallel::split_range(npanels, grid.tn, tj);
-    const i64 m_begin = rows.begin * blk.mr, m_end = std::min<i64>(rows.end * blk.mr, g.M);
+    const i64 m_begin = rows.begin, m_end = rows.end;
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     float* mine = scratch + (a_floats + b_floats) * tid;
     if (m_begin < m_end && n_begin < n_end)
