@@ -506,8 +506,11 @@ struct Gemm {
         const i64 rows = imin(MR, m - i);
         for (i64 j = 0; j < n; j += NR) {
           const float* b_panel = b + (j / NR) * kc * NR;
-          const char* prefetch = prefetched < next_b.bytes ? next_b.begin + prefetched
-                                                           : reinterpret_cast<const char*>(b_panel);
+          // The caller's next block, at most as much of it as this block holds (one panel ahead
+          // in the column walk), then this block's own panel.
+          const char* prefetch = prefetched < imin(next_b.bytes, kRowsFirstMaxBBytes)
+                                     ? next_b.begin + prefetched
+                                     : reinterpret_cast<const char*>(b_panel);
           prefetched += prefetch_per_tile;
           const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
           if (rows == MR)

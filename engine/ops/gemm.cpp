@@ -158,8 +158,9 @@ GemmBlocking plain_blocking(GemmBlocking blk, i64 N, i64 K, bool copy_panels) {
   return blk;
 }
 
-// Whether a plain product packs all of op(B) up front and then runs as if it were prepacked, instead
-// of packing one KC x NC block at a time. With many rows the whole packing is paid once against
+// Whether a plain product packs all of op(B) once (up front, or as its first rows compute: see
+// fills_b_on_first_use) and then runs as if it were prepacked, instead of packing one KC x NC
+// block at a time. With many rows the whole packing is paid once against
 // 2·M FLOPs per element, A is packed once rather than once per NC block, a weight with K <= 768
 // becomes one K block, and the panels are prefetched like a prepacked weight's.
 // (Measured at M = 1024, alternated runs: plain lin_m1024_n3072_k768 1.14 -> 1.23x oneDNN,
@@ -231,7 +232,7 @@ void pack_b_threaded(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles. Within 2% of a tie, avoid duplicated work: column ranges make
+// largest share of MR x NR tiles (counted in whole tiles, though rows are then split evenly). Within 2% of a tie, avoid duplicated work: column ranges make
 // every thread pack (or read) all of A, row ranges make every thread pack (or read) all of B.
 // (Exact ties only, before: at 2 threads W3's FFN-down, 1024 x 512 x 2048, split its 171 x 8 tiles
 // by columns for 684 against 688, so both threads streamed all 8 MB of A, and each layer's next op
@@ -267,8 +268,9 @@ struct GemmCall {
   i64 ldc;
   bool accumulate;
   GemmEpilogue epilogue;
-  // B: either prepacked (the whole of op(B) in panel layout) or the caller's matrix, packed one
-  // KC x NC block at a time by the thread that uses it, while the block is hot in its L2.
+  // B: either prepacked (the whole of op(B) in panel layout; with fills_packed_b, still to be
+  // filled) or the caller's matrix, packed one KC x NC block at a time by the thread that uses it,
+  // while the block is hot in its L2, or read in place.
   const float* prepacked_b = nullptr;
   i64 packed_n = 0;  // the width op(B) was packed with (>= N: a product may use its first N columns)
   bool b_packed_by_team = false;  // prepacked_b was packed by this call's threads (packs_whole_b)
@@ -337,9 +339,10 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
         for (i64 n0 = n_begin; n0 < n_end; n0 += blk.nc) {
           const i64 ncb = std::min<i64>(blk.nc, n_end - n0);
           if (g.fills_packed_b && m0 == m_begin) {  // read B in place, leave its panels packed
+            // No prefetch: the next packed block is not written yet.
             float* packed = const_cast<float*>(panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0));
             kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, g.b + k0 * g.ldb + n0, g.ldb, g.C + m0 * g.ldc + n0,
-                          g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0), {packed, true});
+                          g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, {packed, true});
             continue;
           }
           kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
@@ -411,10 +414,10 @@ void run(const KernelTable& kt, const GemmCall& g) {
   // 4% at 2 threads).
   const Grid grid = choose_grid(threads, mtiles, npanels,
                                 /*prefer_column_split=*/a_repeat < b_repeat || g.b_packed_by_team);
-  // B packed on first use needs every thread's first block of rows to hold a full tile and no two
-  // threads to share a panel; otherwise it is packed up front, as before.
+  // B packed on first use needs no two threads to share a panel, and each thread's first block of
+  // rows to be more than one tile (macro copies panels only then); otherwise it is packed up front.
   GemmCall call = g;
-  if (call.fills_packed_b && (grid.tm != 1 || call.M <= blk.mr)) {
+  if (call.fills_packed_b && (grid.tm != 1 || std::min<i64>(blk.mc, call.M) <= blk.mr)) {
     pack_b_threaded(kt, blk, call.K, call.N, call.b, call.ldb, call.trans_b, const_cast<float*>(call.prepacked_b));
     call.fills_packed_b = false;
   }
@@ -432,6 +435,7 @@ void run(const KernelTable& kt, const GemmCall& g) {
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     float* mine = scratch + (a_floats + b_floats) * tid;
     if (m_begin < m_end && n_begin < n_end)
+      // B packed on first use must run m-outer: the first block of rows fills every panel.
       compute_block(kt, call, call.fills_packed_b || prefer_m_outer(blk, call, m_end - m_begin, n_end - n_begin), mine,
                     mine + a_floats, m_begin, m_end, n_begin, n_end);
   };

@@ -192,7 +192,8 @@ TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
 TEST_P(GemmTest, BAtAnyAlignment) {
   // B read in place starting on a 64-byte boundary or 1, 4 or 15 floats past one, where every
   // vector load straddles two lines: one contiguous panel, two panels, narrow B one K block deep
-  // (K = 1000), a padded ldb, and one tile (no panel copy) against several.
+  // (K = 1000), a padded ldb, one tile (no panel copy) against several, panels copied by their
+  // first tile (K x N >= 2^17), and 512 rows (B packed as the first rows compute).
   std::uint32_t seed = 460;
   for (i64 offset : {0, 1, 4, 15}) {
     run_case({3 * blk().mr + 1, blk().nr, 128, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, false, offset},
@@ -205,6 +206,9 @@ TEST_P(GemmTest, BAtAnyAlignment) {
              seed++);
     run_case({blk().mr, 2 * blk().nr, 50, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, false, offset},
              seed++);
+    run_case({2 * blk().mr + 1, 256, 512, Transpose::no, 1.0f, true, Activation::relu, 0, 0, 0, false, offset},
+             seed++);
+    run_case({512, 256, 40, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, false, offset}, seed++);
   }
 }
 
@@ -279,8 +283,9 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
 TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
   // With >= 512 rows and B not transposed, each thread's first block of rows copies B's panels
   // into the packed buffer as it reads them in place, and the later blocks read the packing; with
-  // threads sharing panels (a row split: 3 threads on 4 panels) B is packed up front instead.
-  // One, two and three K blocks, every epilogue, beta 1, a padded ldb; 1-4 threads, bitwise equal.
+  // threads sharing panels (a row split: 3 threads on 4 panels, 4 on 6) B is packed up front
+  // instead. One, two and three K blocks, more than one NC block per thread, every epilogue,
+  // beta 1, a padded ldb, A packed and in place; 1-4 threads, bitwise equal.
   std::uint32_t seed = 700;
   struct Shape {
     i64 M, N, K, pad_b;
@@ -289,7 +294,8 @@ TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
   };
   for (const Shape& s : {Shape{517, 4 * blk().nr, 70, 0, 0.0f, Activation::none},
                          Shape{600, 6 * blk().nr, 769, 3, 1.0f, Activation::relu},
-                         Shape{512, 4 * blk().nr, 1537, 0, 0.0f, Activation::gelu_erf}}) {
+                         Shape{512, 4 * blk().nr, 1537, 0, 0.0f, Activation::gelu_erf},
+                         Shape{530, blk().nc + 2 * blk().nr, 90, 0, 1.0f, Activation::none}}) {
     const i64 ldb = s.N + s.pad_b;
     const auto A = random_vector(static_cast<std::size_t>(s.M * s.K), seed++);
     const auto B = random_vector(static_cast<std::size_t>(s.K * ldb), seed++);
@@ -300,45 +306,53 @@ TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
     const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(s.K));
     const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(s.K)) + 1e-6;
     std::vector<float> first;
-    for (int threads : {1, 2, 3, 4}) {
-      set_num_threads(threads);
-      std::vector<float> C = C0;
-      gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C.data(), s.N, s.beta, {bias.data(), s.act});
-      EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
-          << "M=" << s.M << " N=" << s.N << " K=" << s.K << ", " << threads << " threads";
-      if (first.empty()) first = C;
-      EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
-          << threads << " threads differ from 1, M=" << s.M << " N=" << s.N << " K=" << s.K;
+    for (ops::PackAPolicy a_policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
+      ops::set_gemm_pack_a_policy(a_policy);
+      for (int threads : {1, 2, 3, 4}) {
+        set_num_threads(threads);
+        std::vector<float> C = C0;
+        gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C.data(), s.N, s.beta, {bias.data(), s.act});
+        EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
+            << "M=" << s.M << " N=" << s.N << " K=" << s.K << ", " << threads << " threads";
+        if (first.empty()) first = C;
+        EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
+            << threads << " threads differ from 1 thread with A packed, M=" << s.M << " N=" << s.N << " K=" << s.K;
+      }
     }
+    ops::set_gemm_pack_a_policy(ops::PackAPolicy::automatic);
     set_num_threads(0);
   }
 }
 
 TEST_P(GemmTest, ManyRowsAndPackingFromInsideAParallelRegionComputeEverything) {
-  // Products with >= 512 rows and >= 4 B panels pack all of B up front, and pack_matrix packs with
-  // a work-sharing loop; called from one thread of somebody else's parallel region both must do all
-  // their work on that thread (a work-sharing loop there would bind to the caller's team).
-  const i64 M = 517, N = 4 * blk().nr + 3, K = 70;
-  const auto A = random_vector(static_cast<std::size_t>(M * K), 31);
-  const auto B = random_vector(static_cast<std::size_t>(K * N), 32);
-  const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, nullptr, N, 0.0f, nullptr,
-                             Activation::none);
-  std::vector<std::vector<float>> plain(3, std::vector<float>(static_cast<std::size_t>(M * N), -7.0f));
-  std::vector<std::vector<float>> packed = plain;
+  // Products with >= 512 rows and >= 4 B panels pack all of B (up front here: N is not whole
+  // panels), and pack_matrix packs with a work-sharing loop; called from one thread of somebody
+  // else's parallel region both must do all their work on that thread (a work-sharing loop there
+  // would bind to the caller's team). The same with whole panels, B packed as the rows compute.
+  const i64 M = 517, K = 70;
+  for (const i64 N : {4 * i64{blk().nr} + 3, 4 * i64{blk().nr}}) {
+    SCOPED_TRACE("N=" + std::to_string(N));
+    const auto A = random_vector(static_cast<std::size_t>(M * K), 31);
+    const auto B = random_vector(static_cast<std::size_t>(K * N), 32);
+    const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, nullptr, N, 0.0f, nullptr,
+                               Activation::none);
+    std::vector<std::vector<float>> plain(3, std::vector<float>(static_cast<std::size_t>(M * N), -7.0f));
+    std::vector<std::vector<float>> packed = plain;
 #pragma omp parallel for num_threads(2)
-  for (int t = 0; t < 3; ++t) {
-    gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, plain[t].data(), N);
-    const PackedMatrix P = pack_matrix(K, N, B.data(), N, Transpose::no);
-    gemm_packed(M, A.data(), K, P, packed[t].data(), N);
+    for (int t = 0; t < 3; ++t) {
+      gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, plain[t].data(), N);
+      const PackedMatrix P = pack_matrix(K, N, B.data(), N, Transpose::no);
+      gemm_packed(M, A.data(), K, P, packed[t].data(), N);
+    }
+    for (int t = 0; t < 3; ++t) {
+      EXPECT_TRUE(all_close(plain[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "gemm, call " << t;
+      EXPECT_TRUE(all_close(packed[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "pack_matrix, call " << t;
+    }
+    // And at the top level, on every thread: the same answer.
+    std::vector<float> top(static_cast<std::size_t>(M * N));
+    gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, top.data(), N);
+    EXPECT_TRUE(all_close(top.data(), want.data(), want.size(), 1e-4, 1e-4));
   }
-  for (int t = 0; t < 3; ++t) {
-    EXPECT_TRUE(all_close(plain[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "gemm, call " << t;
-    EXPECT_TRUE(all_close(packed[t].data(), want.data(), want.size(), 1e-4, 1e-4)) << "pack_matrix, call " << t;
-  }
-  // And at the top level, on every thread: the same answer.
-  std::vector<float> top(static_cast<std::size_t>(M * N));
-  gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, top.data(), N);
-  EXPECT_TRUE(all_close(top.data(), want.data(), want.size(), 1e-4, 1e-4));
 }
 
 TEST_P(GemmTest, CalledFromInsideAParallelRegionComputesEverything) {
