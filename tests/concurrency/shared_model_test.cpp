@@ -25,6 +25,7 @@
 #include "engine/ops.hpp"
 #include "fixture_reader.hpp"
 #include "model_loader.hpp"
+#include "test_util.hpp"
 
 namespace engine::test {
 namespace {
@@ -204,6 +205,33 @@ TEST(SharedModelThreads, ChangingTheThreadCountWhileSessionsRunKeepsTheirOutputs
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }));
+}
+
+// A plain product with >= 512 rows packs all of B into one buffer that the call's OpenMP team
+// shares: with 2 threads each thread's first rows copy the panels of its own columns as they
+// compute, with 3 (a row split) the team packs B up front and then every thread reads all of it.
+// The result must be bitwise the one-thread result: a panel written by two threads, or read before
+// its write, changes it (a fill that put every thread's panels at the first panel's place failed
+// here). ThreadSanitizer adds little for this one: it does not see the kernels' 32- and 64-byte
+// vector loads and stores, only the scalar edges around them.
+TEST(GemmTeams, ManyRowsShareTheirPackedBWithoutRaces) {
+  constexpr std::int64_t M = 600, N = 256, K = 100;  // N: four AVX-512 panels, 16 AVX2 ones
+  const auto A = random_vector(static_cast<std::size_t>(M * K), 1);
+  const auto B = random_vector(static_cast<std::size_t>(K * N), 2);
+  std::vector<float> lone(static_cast<std::size_t>(M * N));
+  {
+    const ThreadCount one(1);
+    gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, lone.data(), N);
+  }
+  for (int threads : {2, 3}) {
+    const ThreadCount team(threads);
+    for (int run = 0; run < 3; ++run) {
+      std::vector<float> C(static_cast<std::size_t>(M * N), -1.0f);
+      gemm(M, N, K, A.data(), K, B.data(), N, Transpose::no, C.data(), N);
+      ASSERT_EQ(0, std::memcmp(lone.data(), C.data(), C.size() * sizeof(float)))
+          << threads << " threads, run " << run << ": not the one-thread result";
+    }
+  }
 }
 
 #if defined(ENGINE_TSAN_ARCHER)
