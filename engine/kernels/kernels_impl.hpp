@@ -434,6 +434,18 @@ struct Gemm {
     }
   };
 
+  // Rows of the next tile with `left` rows to go: MR, except that the last MR + 1 or MR + 2 rows
+  // become two tiles of about half as many (A read in place only: packed A comes in MR-row
+  // panels). A tile of 1 or 2 rows has 4-8 accumulators, too few to keep both FMA pipes busy
+  // (latency 4), where 3-4 rows have 12-16. M = 128 (21 tiles and 2 rows) then ends in two tiles
+  // of 4: plain `pv_s128` 1.006-1.011 -> 1.030-1.035x oneDNN (paired runs, 1 thread), W1_b1
+  // 7.79 -> 7.69 ms (FFN-down and the output projection, `engine-profile`, alternated). Each row
+  // is computed as before, so the bits are the same.
+  static i64 tile_rows(i64 left) {
+    if (left > MR && left <= MR + 2) return left / 2;
+    return imin(MR, left);
+  }
+
   // The full-width tiles of one panel from row i on: full tiles run the micro-kernel inlined, the
   // bottom edge through the table. With K = 64 a tile's call, saved registers and setup cost ~25
   // cycles of a ~790-cycle tile (measured over K = 8 .. 256). A function of its own, called once
@@ -446,9 +458,9 @@ struct Gemm {
   [[gnu::noinline]] static void panel_tiles(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
                                             i64 b_stride, float* c, i64 ldc, const GemmStore& store,
                                             const float* bias, const PanelPrefetch& prefetch) {
-    for (; i < m; i += MR) {
+    for (i64 rows; i < m; i += rows) {
       const float* a_tile = PACKED ? a + (i / MR) * kc * MR : a + i * lda;
-      const i64 rows = imin(MR, m - i);
+      rows = PACKED ? imin(MR, m - i) : tile_rows(m - i);
       const char* ahead = prefetch.for_tile(i / MR, b_panel);
       if (rows == MR)
         tile<MR, PACKED>(kc, a_tile, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias, ahead);
@@ -501,9 +513,9 @@ struct Gemm {
                             kc * n * static_cast<i64>(sizeof(float)) <= kRowsFirstMaxBBytes;
     if (rows_first) {
       i64 prefetched = 0;
-      for (i64 i = 0; i < m; i += MR) {
+      for (i64 i = 0, rows; i < m; i += rows) {
         const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
-        const i64 rows = imin(MR, m - i);
+        rows = a_packed ? imin(MR, m - i) : tile_rows(m - i);
         for (i64 j = 0; j < n; j += NR) {
           const float* b_panel = b + (j / NR) * kc * NR;
           // The caller's next block, at most as much of it as this block holds (one panel ahead

@@ -117,10 +117,11 @@ std::vector<i64> edges(i64 b) {
 }
 
 TEST_P(GemmTest, RegisterTileEdges) {
-  // Every M around MR (and 2·MR) against every N around NR (and 2·NR), both op(B) forms.
+  // Every M around MR (and 2·MR) against every N around NR (and 2·NR), both op(B) forms; MR + 2
+  // and 2·MR + 2 end, with A in place, in two tiles of MR / 2 + 1 rows.
   std::uint32_t seed = 1;
   std::vector<i64> ms = edges(blk().mr), ns = edges(blk().nr);
-  ms.push_back(2 * blk().mr + 1);
+  for (i64 m : {blk().mr + 2, 2 * blk().mr + 1, 2 * blk().mr + 2}) ms.push_back(m);
   ns.push_back(2 * blk().nr - 1);
   for (i64 m : ms)
     for (i64 n : ns)
