@@ -328,7 +328,7 @@ struct Gemm {
                     float* __restrict b_copy = nullptr) {
     tile<ROWS, PACKED, COPY_B, VECS>(kc, a, lda, b, ldb, c, ldc, store, bias, prefetch, b_copy);
   }
-  // micro's body, inlined into macro for full tiles (see full_tile there).
+  // micro's body, inlined for full tiles (see tile_at).
   template <int ROWS, bool PACKED, bool COPY_B = false, int VECS = NV>
   [[gnu::always_inline]] static void tile(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b,
                                           i64 ldb, float* c, i64 ldc, const GemmStore& store, const float* bias,
@@ -458,16 +458,40 @@ struct Gemm {
   [[gnu::noinline]] static void panel_tiles(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
                                             i64 b_stride, float* c, i64 ldc, const GemmStore& store,
                                             const float* bias, const PanelPrefetch& prefetch) {
-    for (i64 rows; i < m; i += rows) {
-      const float* a_tile = PACKED ? a + (i / MR) * kc * MR : a + i * lda;
-      rows = PACKED ? imin(MR, m - i) : tile_rows(m - i);
-      const char* ahead = prefetch.for_tile(i / MR, b_panel);
-      if (rows == MR)
-        tile<MR, PACKED>(kc, a_tile, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias, ahead);
-      else
-        micro_by_shape[PACKED ? 1 : 0][NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c + i * ldc, ldc, store,
-                                                         bias, ahead, nullptr);
-    }
+    while (i < m)
+      i += tile_at<PACKED>(i, m, kc, a, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias,
+                           prefetch.for_tile(i / MR, b_panel));
+  }
+
+  // A packed block of B small enough for L1, walked tile row by tile row (see rows_first in
+  // macro); a function of its own for the same reason as panel_tiles.
+  template <bool PACKED>
+  [[gnu::noinline]] static void block_rows_first(i64 m, i64 n, i64 kc, const float* a, i64 lda, const float* b,
+                                                 float* c, i64 ldc, const GemmStore& store, const float* bias,
+                                                 const PanelPrefetch& prefetch) {
+    i64 t = 0;
+    for (i64 i = 0, rows = 0; i < m; i += rows)
+      for (i64 j = 0; j < n; j += NR) {  // n is whole panels, so rows is set
+        const float* b_panel = b + (j / NR) * kc * NR;
+        rows = tile_at<PACKED>(i, m, kc, a, lda, b_panel, NR, c + i * ldc + j, ldc, store,
+                               bias != nullptr ? bias + j : nullptr, prefetch.for_tile(t++, b_panel));
+      }
+  }
+
+  // The tile whose rows start at row i of an m-row block, against one panel of B; returns its rows
+  // (see tile_rows). A full tile runs the micro-kernel inlined, a bottom edge through the table.
+  template <bool PACKED>
+  [[gnu::always_inline]] static i64 tile_at(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
+                                            i64 b_stride, float* c_tile, i64 ldc, const GemmStore& store,
+                                            const float* bias, const char* ahead) {
+    const float* a_tile = PACKED ? a + (i / MR) * kc * MR : a + i * lda;
+    const i64 rows = PACKED ? imin(MR, m - i) : tile_rows(m - i);
+    if (rows == MR)
+      tile<MR, PACKED>(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias, ahead);
+    else
+      micro_by_shape[PACKED ? 1 : 0][NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias,
+                                                       ahead, nullptr);
+    return rows;
   }
 
   // Tiles column by column: each B panel is reused by every MR-row tile of A (row by row, with a
@@ -492,46 +516,23 @@ struct Gemm {
                                 store.activation != Activation::relu;
     GemmStore tile_store = store;
     if (activate_block) tile_store.activation = Activation::none;
-    // Full tiles of a block walked rows first (small K) run the micro-kernel inlined, as in
-    // panel_tiles: plain `qkt_s128` 0.990-0.993 -> 1.009-1.012x oneDNN, prepacked 1.004-1.007 ->
-    // 1.026-1.033x (paired runs, 1 thread); W1_b8 and W4 unchanged or a little faster.
-    auto full_tile = [&](const float* a_tile, const float* b_panel, i64 b_stride, float* c_tile, const float* bias,
-                         const char* prefetch) __attribute__((always_inline)) {
-      if (a_packed)
-        tile<MR, true>(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch);
-      else
-        tile<MR, false>(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, tile_store, bias, prefetch);
-    };
     // A packed block of B that fits in L1 (32 KiB of 48: K = 64 attention products over up to 128
     // keys) is walked tile row by tile row instead: each tile's rows of A are read once and stay
     // in L1 while every panel passes, and C is written one row block at a time. Same tiles, same
     // bits. Plain `qkt_s128` (128 x 128 x 64, B transposed) 0.993-0.998 -> 1.001-1.008x oneDNN,
     // prepacked 1.014-1.019 -> 1.022-1.028x (paired runs, 1 thread); W1_b8's attention -3%,
-    // W3 and W4 unchanged (`engine-profile`, alternated).
+    // W3 and W4 unchanged (`engine-profile`, alternated). Its full tiles inlined as in
+    // panel_tiles: plain `qkt_s128` 0.990-0.993 -> 1.009-1.012x, prepacked 1.004-1.007 ->
+    // 1.026-1.033x.
     constexpr i64 kRowsFirstMaxBBytes = 32 * 1024;
     const bool rows_first = ldb == 0 && n % NR == 0 && !activate_block &&
                             kc * n * static_cast<i64>(sizeof(float)) <= kRowsFirstMaxBBytes;
     if (rows_first) {
-      i64 prefetched = 0;
-      for (i64 i = 0, rows; i < m; i += rows) {
-        const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
-        rows = a_packed ? imin(MR, m - i) : tile_rows(m - i);
-        for (i64 j = 0; j < n; j += NR) {
-          const float* b_panel = b + (j / NR) * kc * NR;
-          // The caller's next block, at most as much of it as this block holds (one panel ahead
-          // in the column walk), then this block's own panel.
-          const char* prefetch = prefetched < imin(next_b.bytes, kRowsFirstMaxBBytes)
-                                     ? next_b.begin + prefetched
-                                     : reinterpret_cast<const char*>(b_panel);
-          prefetched += prefetch_per_tile;
-          const float* bias = store.bias != nullptr ? store.bias + j : nullptr;
-          if (rows == MR)
-            full_tile(a_tile, b_panel, NR, c + i * ldc + j, bias, prefetch);
-          else
-            micro_by_width[NV - 1][rows - 1](kc, a_tile, lda, b_panel, NR, c + i * ldc + j, ldc, tile_store, bias,
-                                             prefetch, nullptr);
-        }
-      }
+      // The caller's next block, at most as much of it as this block holds (one panel ahead in the
+      // column walk), then each tile's own panel.
+      const PanelPrefetch ahead{next_b.begin, imin(next_b.bytes, kRowsFirstMaxBBytes), prefetch_per_tile};
+      (a_packed ? &block_rows_first<true> : &block_rows_first<false>)(m, n, kc, a, lda, b, c, ldc, tile_store,
+                                                                      store.bias, ahead);
       return;
     }
     for (i64 j = 0; j < n; j += NR) {

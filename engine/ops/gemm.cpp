@@ -232,8 +232,9 @@ void pack_b_threaded(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 
 }
 
 // The thread grid: tm row ranges x tn column ranges, tm * tn = threads, chosen to minimise the
-// largest share of MR x NR tiles (counted in whole tiles, though rows are then split evenly). Within 2% of a tie, avoid duplicated work: column ranges make
-// every thread pack (or read) all of A, row ranges make every thread pack (or read) all of B.
+// largest share of MR x NR tiles (counted in whole tiles, though rows are then split evenly).
+// Within 2% of a tie, avoid duplicated work: column ranges make every thread pack (or read) all of
+// A, row ranges make every thread pack (or read) all of B.
 // (Exact ties only, before: at 2 threads W3's FFN-down, 1024 x 512 x 2048, split its 171 x 8 tiles
 // by columns for 684 against 688, so both threads streamed all 8 MB of A, and each layer's next op
 // then read rows that the other core had written. Near-ties by rows, `engine-profile` W3 at 2
