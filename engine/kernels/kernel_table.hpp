@@ -43,10 +43,10 @@ struct GemmPrefetch {
   std::int64_t bytes = 0;
 };
 
-// Where a macro-kernel reading B in place copies each panel while the panel's first tile runs,
-// for the other tiles to read: `to` ([kc][NR] floats, or null: no copy), the same buffer for every
-// panel; or with `keeps_all`, panel j at to + (j / NR) * kc * NR, the packed layout of the whole
-// block, which then serves later calls as packed B.
+// Where a macro-kernel reading B in place copies each panel as it computes, for the panel's tiles
+// to read: `to` ([2][kc][NR] floats, or null: no copy), panels alternating between the two
+// buffers; or with `keeps_all`, panel j at to + (j / NR) * kc * NR, the packed layout of the
+// whole block, which then serves later calls as packed B.
 struct GemmPanelCopy {
   float* to = nullptr;
   bool keeps_all = false;

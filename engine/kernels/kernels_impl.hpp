@@ -322,6 +322,16 @@ struct Gemm {
   //   b_copy (COPY_B only): [kc][NR], receives the B rows as they are loaded (a packed panel).
   //   VECS < NV: only the first VECS vectors of each row (the right edge of C, whose packed panel
   //   is zero-padded past N): fewer FMAs, the same operations on the columns it computes.
+  //   ahead (AHEAD only): rows of the next B panel to copy while this tile computes (see macro).
+  // Rows of B that a tile copies as it computes, for the tiles of the next panel: `rows` rows from
+  // src (row stride ld) into dst ([rows][NR]), one row every `every` groups of four k steps.
+  struct RowCopy {
+    const float* src = nullptr;
+    i64 ld = 0;
+    float* dst = nullptr;
+    i64 rows = 0, every = 1;
+  };
+
   template <int ROWS, bool PACKED, bool COPY_B = false, int VECS = NV>
   static void micro(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b, i64 ldb, float* c,
                     i64 ldc, const GemmStore& store, const float* bias, const char* prefetch,
@@ -329,10 +339,11 @@ struct Gemm {
     tile<ROWS, PACKED, COPY_B, VECS>(kc, a, lda, b, ldb, c, ldc, store, bias, prefetch, b_copy);
   }
   // micro's body, inlined for full tiles (see tile_at).
-  template <int ROWS, bool PACKED, bool COPY_B = false, int VECS = NV>
+  template <int ROWS, bool PACKED, bool COPY_B = false, int VECS = NV, bool AHEAD = false>
   [[gnu::always_inline]] static void tile(i64 kc, const float* __restrict a, i64 lda, const float* __restrict b,
                                           i64 ldb, float* c, i64 ldc, const GemmStore& store, const float* bias,
-                                          const char* prefetch, float* __restrict b_copy = nullptr) {
+                                          const char* prefetch, float* __restrict b_copy = nullptr,
+                                          RowCopy ahead = {}) {
     static_assert(VECS >= 1 && VECS <= NV && (VECS == NV || !COPY_B));
     B acc[ROWS][VECS];
 #pragma GCC unroll 16
@@ -363,16 +374,45 @@ struct Gemm {
       if (PACKED) a += MR;
       b += ldb;
     };
+    // One row of `ahead`, and the lines of the row two ahead into L1 (it comes from L3): the
+    // first and last float and one per vector, since the rows need not start on a line.
+    auto prefetch_row = [&](const float* row) __attribute__((always_inline)) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) __builtin_prefetch(row + v * W, 0, 3);
+      __builtin_prefetch(row + NR - 1, 0, 3);
+    };
+    auto copy_row = [&]() __attribute__((always_inline)) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) B::load_unaligned(ahead.src + v * W).store_unaligned(ahead.dst + v * W);
+      prefetch_row(ahead.src + 2 * ahead.ld);
+      ahead.src += ahead.ld;
+      ahead.dst += NR;
+      --ahead.rows;
+    };
+    i64 countdown = ahead.every;
+    if constexpr (AHEAD) {
+      prefetch_row(ahead.src);
+      prefetch_row(ahead.src + ahead.ld);
+    }
     // Four k steps, then one line of the caller's next B block (see GemmPrefetch); prefetches
-    // never fault, so running past the block's end is harmless.
+    // never fault, so running past the block's end is harmless. Every `every` such groups, one
+    // row of `ahead`; what is left after the last group, at the end.
     i64 k = 0;
     for (; k + 4 <= kc; k += 4) {
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) k_step(k + u);
       __builtin_prefetch(prefetch, 0, 2);
       prefetch += 64;
+      if constexpr (AHEAD) {
+        if (--countdown == 0) {
+          countdown = ahead.every;
+          if (ahead.rows > 0) copy_row();
+        }
+      }
     }
     for (; k < kc; ++k) k_step(k);
+    if constexpr (AHEAD)
+      while (ahead.rows > 0) copy_row();
 
     if (!store.epilogue || (bias == nullptr && store.activation == Activation::none)) {
       // The common store (every K block but the last): kept apart from the epilogue so that the
@@ -454,13 +494,34 @@ struct Gemm {
   // prepacked 0.961-0.971 -> 0.981-0.988x; plain `pv_s128` 0.997-1.001 -> 1.006-1.015x; plain
   // `lin_m1024_n768_k768` 1.002-1.005 -> 1.008-1.016x; W1_b8 and W3 unchanged; AVX2 the same
   // or a little faster.
-  template <bool PACKED>
+  // With COPY_NEXT, the full tiles also copy the next panel for its tiles, `next.rows` rows each
+  // (see macro): next.src / next.dst are the first row of the next panel and of its copy.
+  template <bool PACKED, bool COPY_NEXT = false>
   [[gnu::noinline]] static void panel_tiles(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
                                             i64 b_stride, float* c, i64 ldc, const GemmStore& store,
-                                            const float* bias, const PanelPrefetch& prefetch) {
-    while (i < m)
-      i += tile_at<PACKED>(i, m, kc, a, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias,
-                           prefetch.for_tile(i / MR, b_panel));
+                                            const float* bias, const PanelPrefetch& prefetch, RowCopy next = {}) {
+    i64 copied = 0;  // rows of the next panel (COPY_NEXT)
+    while (i < m) {
+      RowCopy share{};
+      if constexpr (COPY_NEXT)
+        share = {next.src + copied * next.ld, next.ld, next.dst + copied * NR, imin(next.rows, kc - copied),
+                 next.every};
+      const i64 rows = tile_at<PACKED, COPY_NEXT>(i, m, kc, a, lda, b_panel, b_stride, c + i * ldc, ldc, store, bias,
+                                                  prefetch.for_tile(i / MR, b_panel), share);
+      if (rows == MR) copied += share.rows;
+      i += rows;
+    }
+  }
+
+  // Full tiles among rows [i, m) (see tile_rows).
+  template <bool PACKED>
+  static i64 full_tiles(i64 i, i64 m) {
+    i64 full = 0;
+    for (i64 rows = 0; i < m; i += rows) {
+      rows = PACKED ? imin(MR, m - i) : tile_rows(m - i);
+      full += rows == MR;
+    }
+    return full;
   }
 
   // A packed block of B small enough for L1, walked tile row by tile row (see rows_first in
@@ -480,14 +541,16 @@ struct Gemm {
 
   // The tile whose rows start at row i of an m-row block, against one panel of B; returns its rows
   // (see tile_rows). A full tile runs the micro-kernel inlined, a bottom edge through the table.
-  template <bool PACKED>
+  // With COPY_NEXT a full tile also copies `copy`.
+  template <bool PACKED, bool COPY_NEXT = false>
   [[gnu::always_inline]] static i64 tile_at(i64 i, i64 m, i64 kc, const float* a, i64 lda, const float* b_panel,
                                             i64 b_stride, float* c_tile, i64 ldc, const GemmStore& store,
-                                            const float* bias, const char* ahead) {
+                                            const float* bias, const char* ahead, const RowCopy& copy = {}) {
     const float* a_tile = PACKED ? a + (i / MR) * kc * MR : a + i * lda;
     const i64 rows = PACKED ? imin(MR, m - i) : tile_rows(m - i);
     if (rows == MR)
-      tile<MR, PACKED>(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias, ahead);
+      tile<MR, PACKED, false, NV, COPY_NEXT>(kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias, ahead,
+                                             nullptr, copy);
     else
       micro_by_shape[PACKED ? 1 : 0][NV - 1][rows - 1](kc, a_tile, lda, b_panel, b_stride, c_tile, ldc, store, bias,
                                                        ahead, nullptr);
@@ -501,8 +564,17 @@ struct Gemm {
                     float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy) {
     const auto& micro_by_width = micro_by_shape[a_packed ? 1 : 0];  // [vectors - 1][rows - 1]
     // B read in place (rows ldb apart) streams more slowly than a packed panel: 3-5% at M = 128,
-    // N = 768, K = 768, even with B in L2. With more than one tile per panel, the first tile copies
-    // the panel's rows into copy.to as it reads them, and the other tiles read the copy.
+    // N = 768, K = 768, even with B in L2. With more than one tile per panel, each panel is copied
+    // (copy_of) and its tiles read the copy: the first panel by its first tile, as it reads the rows
+    // for its own arithmetic; every later one by the full tiles of the panel before it, an even share
+    // of the rows each, one row every few k steps (panel_tiles<.., COPY_NEXT>). Copied all at once
+    // the copy's stores, which miss L1, slowed that first tile to 0.67 of a packed one, 2-3% of the
+    // product at M = 128; spread thin they cost ~0.5%. Paired runs against oneDNN, old and new
+    // builds alternated: plain 128 x 768 x 768 1.007-1.016 -> 1.016-1.040x at 1 thread, 1.01-1.04
+    // -> 1.02-1.04x at 2; 128 x 3072 x 768 1.22-1.24 -> 1.29-1.35x; 128 x 768 x 3072 1.26-1.27 ->
+    // 1.28-1.30x; 1024 x 3072 x 768 (filling packed B) 1.23-1.25 -> 1.28x. AVX2: 128 x 3072 x 768
+    // 101 -> 117 GFLOP/s. A panel whose tiles are all short (7-8 rows after the copying tile)
+    // leaves the next panel to copy itself.
     const bool copy_panels = ldb != 0 && copy.to != nullptr && m > MR;
     const i64 prefetch_per_tile = kc / 4 * 64;  // bytes: one line every 4 k steps
     const i64 panel_bytes = kc * NR * static_cast<i64>(sizeof(float));
@@ -535,6 +607,10 @@ struct Gemm {
                                                                       store.bias, ahead);
       return;
     }
+    // With copy_panels, panel j's copy: its place in the whole block (keeps_all), or one of two
+    // buffers in turn, so that a panel's tiles read one while they fill the other.
+    auto copy_of = [&](i64 j) { return copy.keeps_all ? copy.to + (j / NR) * kc * NR : copy.to + ((j / NR) & 1) * kc * NR; };
+    bool copied_ahead = false;  // this panel was copied by the previous panel's tiles
     for (i64 j = 0; j < n; j += NR) {
       // Packed (ldb == 0): panels [kc][NR] one after another; in place: columns j.. of B's rows.
       const float* b_panel = ldb == 0 ? b + (j / NR) * kc * NR : b + j;
@@ -551,16 +627,27 @@ struct Gemm {
       const PanelPrefetch panel_prefetch{next_panel, next_bytes, prefetch_per_tile};
       if (cols == NR) {
         i64 i = 0;
-        if (copy_panels) {  // the first tile, a full one since m > MR
-          float* panel_copy = copy.keeps_all ? copy.to + (j / NR) * kc * NR : copy.to;
-          micro_copying_b[a_packed ? 1 : 0](kc, a, lda, b_panel, b_stride, c + j, ldc, tile_store, bias,
-                                            panel_prefetch.for_tile(0, b_panel), panel_copy);
+        if (copy_panels) {
+          float* panel_copy = copy_of(j);
+          if (!copied_ahead) {  // the first tile copies it, a full one since m > MR
+            micro_copying_b[a_packed ? 1 : 0](kc, a, lda, b_panel, b_stride, c + j, ldc, tile_store, bias,
+                                              panel_prefetch.for_tile(0, b_panel), panel_copy);
+            i = MR;
+          }
           b_panel = panel_copy;
           b_stride = NR;
-          i = MR;
+          const i64 full = a_packed ? full_tiles<true>(i, m) : full_tiles<false>(i, m);
+          copied_ahead = j + 2 * NR <= n && full >= 1;
+          if (copied_ahead) {
+            const i64 share = (kc + full - 1) / full, groups = kc / 4;
+            const RowCopy next{b + j + NR, ldb, copy_of(j + NR), share, share >= groups ? 1 : groups / share};
+            (a_packed ? &panel_tiles<true, true> : &panel_tiles<false, true>)(
+                i, m, kc, a, lda, b_panel, NR, c + j, ldc, tile_store, bias, panel_prefetch, next);
+            continue;
+          }
         }
         (a_packed ? &panel_tiles<true> : &panel_tiles<false>)(i, m, kc, a, lda, b_panel, b_stride, c + j, ldc,
-                                                               tile_store, bias, panel_prefetch);
+                                                               tile_store, bias, panel_prefetch, RowCopy{});
         continue;
       }
       for (i64 i = 0; i < m; i += MR) {

@@ -6,7 +6,7 @@
 //   (packs_whole_b), as its first rows compute where it can (fills_b_on_first_use). With fewer
 //   rows each thread packs the KC x NC block it is about to use into its
 //   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place), copying a large
-//   B's panels as their first tile reads them (copies_b_panels).
+//   B's panels as the tiles compute (copies_b_panels).
 //   Threads split C into a tm x tn grid of row / NR-column ranges. Inside its range a thread runs
 //   the NC / KC / MC loops in whichever order packs less (compute_block), A packed when N is wide.
 //   Every element of C is summed over k in the same order whatever the thread count, so results are
@@ -132,8 +132,9 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
   return !trans && N % blk.nr == 0 && M <= 256;
 }
 
-// Whether B read in place is copied panel by panel as the first tile of each panel reads it (see
-// GemmMacroFn), in K blocks of 768 rows as for a prepacked weight. Pays when B comes from L3 or
+// Whether B read in place is copied panel by panel as the tiles compute (see macro in
+// kernels_impl.hpp), in K blocks of 768 rows as for a prepacked weight. (The figures below are
+// from when each panel's first tile made its copy.) Pays when B comes from L3 or
 // memory, where the first tile prefetches it and the others then read a contiguous panel: plain
 // 128 x 768 x 768 241 -> 250 GFLOP/s and 128 x 3072 x 768 216 -> 231 at 1 thread (macro-kernel
 // alone, same run); 128 x 768 x 3072 (four blocks of 768) 243-246 -> 249-254 at 1 thread and
@@ -173,8 +174,8 @@ bool packs_whole_b(const GemmBlocking& blk, i64 M, i64 N) {
 }
 
 // Whether that packing is left to each thread's first block of rows instead of a pass of its own:
-// the first tile of each panel reads B in place and copies it into the packed buffer as it
-// computes (as copies_b_panels does), and the later blocks read the packed panels. The packing
+// the tiles of that block read B in place and copy its panels into the packed buffer as they
+// compute (as copies_b_panels does), and the later blocks read the packed panels. The packing
 // pass cost about as much again as those copies, which overlap the arithmetic: plain 1024 x 768 x
 // 768 0.992-0.994 -> 1.002-1.004x oneDNN, 1024 x 3072 x 768 1.18-1.21 -> 1.21-1.23x,
 // 1024 x 768 x 3072 1.17-1.19 -> 1.21-1.22x, 512 x 768 x 768 0.979-0.984 -> 0.992-0.995x (paired
@@ -397,12 +398,12 @@ void run(const KernelTable& kt, const GemmCall& g) {
   const bool weight_bound = g.prepacked_b != nullptr &&
                             static_cast<double>(g.K) * static_cast<double>(g.N) >= kMinWeightFloatsToThread;
   const int threads = flops < kMinFlopsToThread && !weight_bound ? 1 : parallel::threads_for(mtiles * npanels);
-  // Each thread's scratch: its packed A block, then its B block (or copied panel). Both are kept
+  // Each thread's scratch: its packed A block, then its B block (or two copied panels). Both are kept
   // whole 64-byte lines, so that every buffer starts on its own line.
   constexpr i64 kLineFloats = 16;
   const i64 a_floats = g.pack_a ? ceil_div(packed_a_floats(blk), kLineFloats) * kLineFloats : 0;
   const i64 b_block_floats = g.prepacked_b != nullptr ? 0
-                             : g.b_in_place      ? (g.copy_b_panels ? i64{blk.kc} * blk.nr : 0)
+                             : g.b_in_place      ? (g.copy_b_panels ? 2 * i64{blk.kc} * blk.nr : 0)
                                                  : i64{blk.kc} * ceil_div(std::min<i64>(blk.nc, g.N), blk.nr) * blk.nr;
   const i64 b_floats = ceil_div(b_block_floats, kLineFloats) * kLineFloats;
 

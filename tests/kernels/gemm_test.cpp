@@ -176,9 +176,13 @@ TEST_P(GemmTest, EveryEpilogueAndBeta) {
 }
 
 TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
-  // B read in place with K x N >= 2^17 is copied panel by panel by the first tile of each panel
-  // and read from the copy by the rest, in K blocks of 768: one tile, several, the bottom edge, two
-  // MC blocks, every epilogue, a padded ldb, one K block and a bit, two and three blocks.
+  // B read in place with K x N >= 2^17 is copied panel by panel, in K blocks of 768: the first
+  // panel by its first tile, every later one by the full tiles of the panel before, spread over
+  // their k steps, when there are any (else by its own first tile again), and read from the copy
+  // by the rest. One tile, several, the bottom edge, two MC blocks, every epilogue, a padded ldb,
+  // one K block and a bit, two and three blocks; one full tile to share a panel's copy (12 rows),
+  // K blocks that are no whole number of four k steps (770 = 768 + 2, 1538), and the last rows
+  // split in two.
   std::uint32_t seed = 450;
   run_case({7, 256, 512, Transpose::no}, seed++);
   run_case({6, 256, 512, Transpose::no, 1.0f}, seed++);
@@ -188,6 +192,9 @@ TEST_P(GemmTest, BReadInPlaceAndCopiedPanelByPanel) {
   run_case({13, 256, 769, Transpose::no, 0.0f, true, Activation::gelu_tanh}, seed++);
   run_case({20, 128, 1536, Transpose::no, 1.0f, true, Activation::relu, 0, 3, 0}, seed++);
   run_case({7, 192, 2311, Transpose::no, 0.0f, false, Activation::none}, seed++);
+  run_case({12, 256, 512, Transpose::no}, seed++);
+  run_case({19, 192, 770, Transpose::no, 1.0f, true, Activation::relu, 0, 5, 0}, seed++);
+  run_case({2 * blk().mr + 2, 256, 1538, Transpose::no, 0.0f, true, Activation::gelu_erf}, seed++);
 }
 
 TEST_P(GemmTest, BAtAnyAlignment) {
