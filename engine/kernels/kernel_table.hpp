@@ -56,9 +56,13 @@ struct GemmPanelCopy {
 // a_packed, is the output of PackAFn. B is the output of PackBFn when ldb == 0 (ceil(n/NR) panels
 // [kc][NR]), otherwise B[kc, n] read in place at row stride ldb, which needs n % NR == 0, and
 // copied as `copy` says (with keeps_all, m > MR is required: the copying tile is a full one).
+// Where the block is walked row by row (a small packed block, or one packed panel), tile rows go
+// from row walk_from (0, or a multiple of MR below m) to m, then from 0 to walk_from; every other
+// walk starts at row 0.
 using GemmMacroFn = void (*)(std::int64_t m, std::int64_t n, std::int64_t kc, const float* a, std::int64_t lda,
                              bool a_packed, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                             const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy);
+                             const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy,
+                             std::int64_t walk_from);
 
 // One softmax row of n keys, of which [visible, n) are masked by position (causal / lengths):
 //   y[j] = exp(v[j] - max) / sum,  v[j] = x[j] * scale + bias_a[j] + bias_b[j]  for j < visible,

@@ -525,18 +525,23 @@ struct Gemm {
   }
 
   // A packed block of B small enough for L1, walked tile row by tile row (see rows_first in
-  // macro); a function of its own for the same reason as panel_tiles.
+  // macro), from row walk_from on and then from row 0; a function of its own for the same reason as
+  // panel_tiles.
   template <bool PACKED>
   [[gnu::noinline]] static void block_rows_first(i64 m, i64 n, i64 kc, const float* a, i64 lda, const float* b,
                                                  float* c, i64 ldc, const GemmStore& store, const float* bias,
-                                                 const PanelPrefetch& prefetch) {
+                                                 const PanelPrefetch& prefetch, i64 walk_from) {
     i64 t = 0;
-    for (i64 i = 0, rows = 0; i < m; i += rows)
-      for (i64 j = 0; j < n; j += NR) {  // n is whole panels, so rows is set
-        const float* b_panel = b + (j / NR) * kc * NR;
-        rows = tile_at<PACKED>(i, m, kc, a, lda, b_panel, NR, c + i * ldc + j, ldc, store,
-                               bias != nullptr ? bias + j : nullptr, prefetch.for_tile(t++, b_panel));
-      }
+    auto walk = [&](i64 begin, i64 end) __attribute__((always_inline)) {
+      for (i64 i = begin, rows = 0; i < end; i += rows)
+        for (i64 j = 0; j < n; j += NR) {  // n is whole panels, so rows is set
+          const float* b_panel = b + (j / NR) * kc * NR;
+          rows = tile_at<PACKED>(i, end, kc, a, lda, b_panel, NR, c + i * ldc + j, ldc, store,
+                                 bias != nullptr ? bias + j : nullptr, prefetch.for_tile(t++, b_panel));
+        }
+    };
+    walk(walk_from, m);
+    walk(0, walk_from);  // whole tiles: walk_from is a multiple of MR
   }
 
   // The tile whose rows start at row i of an m-row block, against one panel of B; returns its rows
@@ -561,7 +566,8 @@ struct Gemm {
   // tile's A rows held in L1 and B streaming, measured the same at 1 thread and ~8% slower at 2),
   // except for a block of B small enough for L1 (rows_first).
   static void macro(i64 m, i64 n, i64 kc, const float* a, i64 lda, bool a_packed, const float* b, i64 ldb,
-                    float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy) {
+                    float* c, i64 ldc, const GemmStore& store, const GemmPrefetch& next_b, const GemmPanelCopy& copy,
+                    i64 walk_from) {
     const auto& micro_by_width = micro_by_shape[a_packed ? 1 : 0];  // [vectors - 1][rows - 1]
     // B read in place (rows ldb apart) streams more slowly than a packed panel: 3-5% at M = 128,
     // N = 768, K = 768, even with B in L2. With more than one tile per panel, each panel is copied
@@ -599,12 +605,19 @@ struct Gemm {
     constexpr i64 kRowsFirstMaxBBytes = 32 * 1024;
     const bool rows_first = ldb == 0 && n % NR == 0 && !activate_block &&
                             kc * n * static_cast<i64>(sizeof(float)) <= kRowsFirstMaxBBytes;
+    // Only a walk that crosses the whole block row by row (rows_first, or one packed panel) starts
+    // at walk_from: there another thread computing the columns next to this block at the same pace
+    // would write the cache lines they share at the same moment (see run() in ops/gemm.cpp). Over
+    // several panels a block's edges are far apart in time anyway (starting halfway measured 5%
+    // slower on plain 1024 x 1024 x 64 at 2 threads), and B read in place starts with the tile that
+    // copies it.
+    if (!rows_first && !(n <= NR && ldb == 0)) walk_from = 0;
     if (rows_first) {
       // The caller's next block, at most as much of it as this block holds (one panel ahead in the
       // column walk), then each tile's own panel.
       const PanelPrefetch ahead{next_b.begin, imin(next_b.bytes, kRowsFirstMaxBBytes), prefetch_per_tile};
       (a_packed ? &block_rows_first<true> : &block_rows_first<false>)(m, n, kc, a, lda, b, c, ldc, tile_store,
-                                                                      store.bias, ahead);
+                                                                      store.bias, ahead, walk_from);
       return;
     }
     // With copy_panels, panel j's copy: its place in the whole block (keeps_all), or one of two
@@ -646,11 +659,15 @@ struct Gemm {
             continue;
           }
         }
-        (a_packed ? &panel_tiles<true> : &panel_tiles<false>)(i, m, kc, a, lda, b_panel, b_stride, c + j, ldc,
-                                                               tile_store, bias, panel_prefetch, RowCopy{});
+        const auto tiles = a_packed ? &panel_tiles<true> : &panel_tiles<false>;
+        if (walk_from > 0)  // packed B, so i == 0: rows [walk_from, m), then [0, walk_from)
+          tiles(walk_from, m, kc, a, lda, b_panel, b_stride, c + j, ldc, tile_store, bias, panel_prefetch, RowCopy{});
+        tiles(i, walk_from > 0 ? walk_from : m, kc, a, lda, b_panel, b_stride, c + j, ldc, tile_store, bias,
+              panel_prefetch, RowCopy{});
         continue;
       }
-      for (i64 i = 0; i < m; i += MR) {
+      // Rows from walk_from on, then from row 0.
+      for (i64 t = 0, i = walk_from; t < (m + MR - 1) / MR; ++t, i = i + MR < m ? i + MR : 0) {
         const float* a_tile = a_packed ? a + (i / MR) * kc * MR : a + i * lda;
         const i64 rows = imin(MR, m - i);
         float* c_tile = c + i * ldc + j;

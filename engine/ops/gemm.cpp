@@ -293,8 +293,10 @@ struct GemmCall {
 // n-outer packs each B block once and A once per NC block; m-outer packs A once and B once per
 // MC block. The cheaper one is chosen per call (with prepacked B, m-outer packs nothing twice).
 void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float* a_buf, float* b_buf, i64 m_begin,
-                   i64 m_end, i64 n_begin, i64 n_end) {
+                   i64 m_end, i64 n_begin, i64 n_end, bool out_of_phase) {
   const GemmBlocking& blk = g.blk;
+  // Where the macro-kernel's walk over the rows of an MC block starts (see run()).
+  auto walk_from = [&](i64 mcb) -> i64 { return out_of_phase ? mcb / 2 / blk.mr * blk.mr : 0; };
   // ceil(ncb / NR) panels [kcb][NR], or B itself when read in place (g.b_in_place)
   auto b_block_at = [&](i64 k0, i64 kcb, i64 n0, i64 ncb) -> const float* {
     if (g.prepacked_b != nullptr) return panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0);
@@ -344,11 +346,12 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
             // No prefetch: the next packed block is not written yet.
             float* packed = const_cast<float*>(panel_at(g.prepacked_b, blk, g.K, g.packed_n, k0, n0));
             kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, g.b + k0 * g.ldb + n0, g.ldb, g.C + m0 * g.ldc + n0,
-                          g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, {packed, true});
+                          g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, {packed, true}, 0);
             continue;
           }
           kt.gemm_macro(mcb, ncb, kcb, a, g.lda, g.pack_a, b_block_at(k0, kcb, n0, ncb), b_ld,
-                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0), panel_copy);
+                        g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), next_b_block(m0, k0, n0), panel_copy,
+                        walk_from(mcb));
         }
       }
     }
@@ -362,7 +365,8 @@ void compute_block(const KernelTable& kt, const GemmCall& g, bool m_outer, float
       for (i64 m0 = m_begin; m0 < m_end; m0 += blk.mc) {
         const i64 mcb = std::min<i64>(blk.mc, m_end - m0);
         kt.gemm_macro(mcb, ncb, kcb, a_block_at(m0, mcb, k0, kcb), g.lda, g.pack_a, b_block, b_ld,
-                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, panel_copy);
+                      g.C + m0 * g.ldc + n0, g.ldc, store_for(k0, kcb, n0), kernels::GemmPrefetch{}, panel_copy,
+                      walk_from(mcb));
       }
     }
   }
@@ -436,10 +440,18 @@ void run(const KernelTable& kt, const GemmCall& g) {
     const i64 m_begin = rows.begin, m_end = rows.end;
     const i64 n_begin = cols.begin * blk.nr, n_end = std::min<i64>(cols.end * blk.nr, g.N);
     float* mine = scratch + (a_floats + b_floats) * tid;
+    // Every other column range walks its rows out of phase, from halfway down (where the walk goes
+    // row by row across the block: see GemmMacroFn). When C's rows are not on cache lines the two
+    // threads of a column boundary write parts of the same line in every row; walking in step,
+    // they write it at the same moment, and on a short product that dominated: plain 128 x 128 x 64
+    // (Q·Kᵀ, C 16 bytes off a line) at 2 threads, GFLOP/s in step / out of phase, against oneDNN's
+    // 379-383, 398 / 399 in the machine's usual state, but 183 / 265 (oneDNN 190-198) in the minutes
+    // when an empty parallel region takes 0.9 us instead of 0.45 (the cores farther apart; the
+    // slow `qkt_s128` state of earlier `engine-bench` runs). Same tiles, same bits.
     if (m_begin < m_end && n_begin < n_end)
       // B packed on first use must run m-outer: the first block of rows fills every panel.
       compute_block(kt, call, call.fills_packed_b || prefer_m_outer(blk, call, m_end - m_begin, n_end - n_begin), mine,
-                    mine + a_floats, m_begin, m_end, n_begin, n_end);
+                    mine + a_floats, m_begin, m_end, n_begin, n_end, /*out_of_phase=*/tj % 2 == 1);
   };
   if (threads == 1) {
     body(0);

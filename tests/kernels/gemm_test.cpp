@@ -288,6 +288,26 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
   set_num_threads(0);
 }
 
+TEST_P(GemmTest, ColumnSplitsWalkTheirRowsOutOfPhase) {
+  // Threads that split C by columns walk their rows out of phase: every other column range starts
+  // halfway down each block of rows and wraps around. 2-4 threads against the reference: small
+  // packed blocks walked row by row (K = 64, N = 128), ragged bottoms (M = 131, 134: the last
+  // MR + 2 rows split in two), the column walk over whole panels and a right edge (N = 4·NR + 5,
+  // K = 300), B transposed (packed) and not (read in place: no phase), prepacked, C's rows off a
+  // cache line (padded ldc), A packed and in place.
+  std::uint32_t seed = 800;
+  for (int threads : {2, 3, 4}) {
+    set_num_threads(threads);
+    for (i64 M : {i64{128}, i64{131}, i64{134}})
+      for (Transpose t : {Transpose::no, Transpose::yes})
+        run_case({M, 128, 64, t, 0.0f, false, Activation::none, 0, 0, 3}, seed++);
+    run_case({128, 128, 64, Transpose::yes, 1.0f, true, Activation::relu, 0, 0, 0, true}, seed++);
+    run_case({100, 4 * blk().nr + 5, 300, Transpose::yes, 1.0f, true, Activation::gelu_erf, 0, 0, 1}, seed++);
+    run_case({100, 4 * blk().nr + 5, 300, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, true}, seed++);
+  }
+  set_num_threads(0);
+}
+
 TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
   // With >= 512 rows and B not transposed, each thread's first block of rows copies B's panels
   // into the packed buffer as it reads them in place, and the later blocks read the packing; with
