@@ -575,9 +575,10 @@ struct Gemm {
     // for its own arithmetic; every later one by the full tiles of the panel before it, an even share
     // of the rows each, one row every few k steps (panel_tiles<.., COPY_NEXT>). Copied all at once
     // the copy's stores, which miss L1, slowed that first tile to 0.67 of a packed one, 2-3% of the
-    // product at M = 128; spread thin they cost ~0.5%. Paired runs against oneDNN, old and new
-    // builds alternated: plain 128 x 768 x 768 1.007-1.016 -> 1.016-1.040x at 1 thread, 1.01-1.04
-    // -> 1.02-1.04x at 2; 128 x 3072 x 768 1.22-1.24 -> 1.29-1.35x; 128 x 768 x 3072 1.26-1.27 ->
+    // product at M = 128; spread thin they cost ~1% in 15 ms bursts, though still 2.5-3% against
+    // packed B in 300 ms reps, where they are the whole difference. Paired runs against oneDNN,
+    // old and new builds alternated: plain 128 x 768 x 768 1.007-1.016 -> 1.016-1.040x at 1
+    // thread, 1.01-1.04 -> 1.02-1.04x at 2; 128 x 3072 x 768 1.22-1.24 -> 1.29-1.35x; 128 x 768 x 3072 1.26-1.27 ->
     // 1.28-1.30x; 1024 x 3072 x 768 (filling packed B) 1.23-1.25 -> 1.28x. AVX2: 128 x 3072 x 768
     // 101 -> 117 GFLOP/s. A panel whose tiles are all short (7-8 rows after the copying tile)
     // leaves the next panel to copy itself.

@@ -290,11 +290,13 @@ TEST_P(GemmTest, ResultsAreBitwiseIndependentOfThreadCount) {
 
 TEST_P(GemmTest, ColumnSplitsWalkTheirRowsOutOfPhase) {
   // Threads that split C by columns walk their rows out of phase: every other column range starts
-  // halfway down each block of rows and wraps around. 2-4 threads against the reference: small
-  // packed blocks walked row by row (K = 64, N = 128), ragged bottoms (M = 131, 134: the last
-  // MR + 2 rows split in two), the column walk over whole panels and a right edge (N = 4·NR + 5,
-  // K = 300), B transposed (packed) and not (read in place: no phase), prepacked, C's rows off a
-  // cache line (padded ldc), A packed and in place.
+  // halfway down each block of rows and wraps around, where it walks the block row by row. 2-4
+  // threads against the reference: small packed blocks walked tile row by tile row (K = 64,
+  // N = 128), ragged bottoms (M = 131, 134: the last MR + 2 rows split in two), one panel per
+  // thread too deep for that walk (K = 300, N = 2·NR: the column walk) and a right edge as one
+  // thread's only panel (N = NR + 5), blocks of several panels (N = 4·NR + 5, which start at row
+  // 0), B transposed (packed) and not (read in place: no phase), prepacked, C's rows off a cache
+  // line (padded ldc), A packed and in place.
   std::uint32_t seed = 800;
   for (int threads : {2, 3, 4}) {
     set_num_threads(threads);
@@ -302,6 +304,8 @@ TEST_P(GemmTest, ColumnSplitsWalkTheirRowsOutOfPhase) {
       for (Transpose t : {Transpose::no, Transpose::yes})
         run_case({M, 128, 64, t, 0.0f, false, Activation::none, 0, 0, 3}, seed++);
     run_case({128, 128, 64, Transpose::yes, 1.0f, true, Activation::relu, 0, 0, 0, true}, seed++);
+    run_case({128, 2 * blk().nr, 300, Transpose::yes, 1.0f, true, Activation::gelu_erf, 0, 0, 3}, seed++);
+    run_case({131, blk().nr + 5, 300, Transpose::yes, 0.0f, true, Activation::relu, 0, 0, 1}, seed++);
     run_case({100, 4 * blk().nr + 5, 300, Transpose::yes, 1.0f, true, Activation::gelu_erf, 0, 0, 1}, seed++);
     run_case({100, 4 * blk().nr + 5, 300, Transpose::no, 0.0f, false, Activation::none, 0, 0, 0, true}, seed++);
   }
