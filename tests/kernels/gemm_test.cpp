@@ -154,8 +154,29 @@ TEST_P(GemmTest, KBlockEdges) {
 
 TEST_P(GemmTest, CacheBlockEdges) {
   std::uint32_t seed = 200;
-  for (i64 m : edges(blk().mc)) run_case({m, 2 * blk().nr + 5, 37, Transpose::no, 0.0f, true}, seed++);
+  // Rows: around an MC block at full depth (two K blocks), and around the taller block of a
+  // shallow product (rows_per_block).
+  for (i64 k : {i64{blk().kc} + 3, i64{37}})
+    for (i64 m : edges(kernels::rows_per_block(blk(), k)))
+      run_case({m, 2 * blk().nr + 5, k, Transpose::no, 0.0f, true}, seed++);
   for (i64 n : edges(blk().nc)) run_case({blk().mr + 2, n, 29, Transpose::yes}, seed++);
+}
+
+// A shallow product takes more rows per block, so that its block of A holds as many floats as an
+// MC x KC one, in whole tiles.
+TEST_P(GemmTest, RowsPerBlockKeepTheBytesOfAFullBlock) {
+  const kernels::GemmBlocking& b = blk();
+  for (i64 k : {i64{1}, i64{37}, i64{64}, i64{b.kc} - 1, i64{b.kc}, i64{b.kc} + 1, 4 * i64{b.kc}}) {
+    const i64 rows = kernels::rows_per_block(b, k);
+    SCOPED_TRACE("K=" + std::to_string(k) + " rows=" + std::to_string(rows));
+    EXPECT_EQ(rows % b.mr, 0);
+    if (k >= b.kc) {
+      EXPECT_EQ(rows, b.mc);
+    } else {
+      EXPECT_LE(rows * k, i64{b.mc} * b.kc);
+      EXPECT_GT((rows + b.mr) * k, i64{b.mc} * b.kc);
+    }
+  }
 }
 
 TEST_P(GemmTest, PrimesAndOddStrides) {
