@@ -19,9 +19,9 @@ struct GemmBlocking {
 // Rows of A per MC block of a product K deep. MC is sized for a full KC-deep block of A
 // (MC x KC floats in L2); a shallower product keeps those bytes by taking more rows, in whole
 // MR-row tiles. Each block of rows walks every B panel again, and each panel's first tile there
-// reads it from L2: plain 1024 x 1024 x 64 (Q·Kᵀ, B transposed) at 1 thread ran 192-row blocks at
-// 1.001-1.008x oneDNN and 768-row blocks at 1.007-1.014x (paired runs, four rounds each; prepacked
-// 0.984-0.993 -> 0.986-0.998x). The same tiles, so the same bits.
+// reads it from L2: plain 1024 x 1024 x 64 (Q·Kᵀ, B transposed) at 1 thread, 192-row blocks ->
+// 768-row blocks, 0.996-1.006 -> 1.003-1.014x oneDNN, prepacked 0.982-0.989 -> 0.991-0.997x (old
+// and new builds alternated, four paired rounds). The same tiles, so the same bits.
 inline std::int64_t rows_per_block(const GemmBlocking& blk, std::int64_t K) {
   if (K >= blk.kc) return blk.mc;
   const std::int64_t rows = std::int64_t{blk.mc} * blk.kc / K / blk.mr * blk.mr;
