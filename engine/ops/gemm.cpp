@@ -3,7 +3,8 @@
 //   B lives in NR-column panels, KC rows deep. A prepacked weight holds all of op(B) that way:
 //     packed B: for each K block k0 (kcb = min(KC, K - k0) rows): [ceil(N / NR)][kcb][NR]
 //   and so does a plain product with many rows, which packs all of op(B) once per call
-//   (packs_whole_b), as its first rows compute where it can (fills_b_on_first_use). With fewer
+//   (packs_whole_b), as its first rows compute where it can (fills_b_on_first_use), else each
+//   thread its own panels before its tiles (packs_b_first). With fewer
 //   rows each thread packs the KC x NC block it is about to use into its
 //   own scratch, where it stays hot in L2, or reads B in place (read_b_in_place), copying a large
 //   B's panels as the tiles compute (copies_b_panels).
@@ -170,6 +171,10 @@ GemmBlocking plain_blocking(GemmBlocking blk, i64 N, i64 K, bool copy_panels) {
 // sq_2048 1.01 -> 1.10x, lin_m1024_n768_k768 0.98 -> 0.99-1.00x at 1 thread.) Not for narrow B
 // (fewer than four panels): pv_s1024 (N = 64) lost 10% at 2 threads, where each thread packing its
 // own small block keeps it in its own L2.
+// Where threads split C by columns, each packs the panels of its own columns inside the parallel
+// region that computes (packs_b_first), rather than the team in a region and barrier of their own
+// before it: plain 512 x 256 x 64 (B transposed) at 2 threads 0.956-0.965 -> 1.007-1.011x oneDNN,
+// plain `qkt_s1024` unchanged within noise (paired runs, old and new builds alternated).
 constexpr i64 kWholeBMinRows = 512, kWholeBMinPanels = 4;
 bool packs_whole_b(const GemmBlocking& blk, i64 M, i64 N) {
   return M >= kWholeBMinRows && ceil_div(N, blk.nr) >= kWholeBMinPanels;
@@ -200,6 +205,14 @@ const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N
 // Packs all of op(B) into `out`: split across the team of the parallel region it is called from
 // when team_shares_it, else all on the calling thread (which may be one thread of somebody else's
 // parallel region: a work-sharing loop there would bind to that region and split, or hang).
+// Packs rows [k0, k0 + kcb) x columns [n0, n_end) of op(B) (n0 a multiple of NR) into their place in `out`.
+void pack_b_piece(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, const float* B, i64 ldb, bool trans,
+                  float* out, i64 k0, i64 n0, i64 n_end) {
+  const i64 kcb = std::min<i64>(blk.kc, K - k0);
+  const float* src = trans ? B + n0 * ldb + k0 : B + k0 * ldb + n0;
+  kt.pack_b(kcb, n_end - n0, src, ldb, trans, const_cast<float*>(panel_at(out, blk, K, N, k0, n0)));
+}
+
 void pack_b_all(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, const float* B, i64 ldb, bool trans,
                 float* out, bool team_shares_it) {
   const i64 kblocks = ceil_div(K, blk.kc);
@@ -207,12 +220,9 @@ void pack_b_all(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, co
   constexpr i64 kPanelsPerTask = 4;
   const i64 groups = ceil_div(panels, kPanelsPerTask);
   auto pack_task = [&](i64 task) {
-    const i64 k0 = (task / groups) * blk.kc;
     const i64 n0 = (task % groups) * kPanelsPerTask * blk.nr;
-    const i64 kcb = std::min<i64>(blk.kc, K - k0);
-    const i64 ncb = std::min<i64>(kPanelsPerTask * blk.nr, N - n0);
-    const float* src = trans ? B + n0 * ldb + k0 : B + k0 * ldb + n0;
-    kt.pack_b(kcb, ncb, src, ldb, trans, const_cast<float*>(panel_at(out, blk, K, N, k0, n0)));
+    pack_b_piece(kt, blk, K, N, B, ldb, trans, out, (task / groups) * blk.kc, n0,
+                 std::min<i64>(n0 + kPanelsPerTask * blk.nr, N));
   };
   if (!team_shares_it) {
     for (i64 task = 0; task < kblocks * groups; ++task) pack_task(task);
@@ -281,6 +291,9 @@ struct GemmCall {
   // prepacked_b is still to be filled from b (read in place, ldb): each thread's first MC block of
   // rows copies the panels of its columns there as it computes (see fills_b_on_first_use).
   bool fills_packed_b = false;
+  // prepacked_b is still to be packed from b (ldb, trans_b) before any tile reads it: in a column
+  // split by each thread for its own columns, inside the parallel region; otherwise up front.
+  bool packs_b_first = false;
   const float* b = nullptr;
   i64 ldb = 0;
   bool trans_b = false;
@@ -430,9 +443,10 @@ void run(const KernelTable& kt, const GemmCall& requested) {
   // B packed on first use needs no two threads to share a panel, and each thread's first block of
   // rows to be more than one tile (macro copies panels only then); otherwise it is packed up front.
   GemmCall call = g;
-  if (call.fills_packed_b && (grid.tm != 1 || std::min<i64>(blk.mc, call.M) <= blk.mr)) {
+  if ((call.fills_packed_b && (grid.tm != 1 || std::min<i64>(blk.mc, call.M) <= blk.mr)) ||
+      (call.packs_b_first && grid.tm != 1)) {
     pack_b_threaded(kt, blk, call.K, call.N, call.b, call.ldb, call.trans_b, const_cast<float*>(call.prepacked_b));
-    call.fills_packed_b = false;
+    call.fills_packed_b = call.packs_b_first = false;
   }
   float* scratch = t_scratch.get((a_floats + b_floats) * threads);
 
@@ -455,6 +469,12 @@ void run(const KernelTable& kt, const GemmCall& requested) {
     // 379-383, 398 / 399 in the machine's usual state, but 183 / 265 (oneDNN 190-198) in the minutes
     // when an empty parallel region takes 0.9 us instead of 0.45 (the cores farther apart; the
     // slow `qkt_s128` state of earlier `engine-bench` runs). Same tiles, same bits.
+    // Each thread packs the panels it alone uses (grid.tm == 1 here), in the region that then
+    // computes with them: no parallel region and barrier of their own.
+    if (call.packs_b_first && n_begin < n_end)
+      for (i64 k0 = 0; k0 < g.K; k0 += blk.kc)
+        pack_b_piece(kt, blk, g.K, g.N, g.b, g.ldb, g.trans_b, const_cast<float*>(call.prepacked_b), k0, n_begin,
+                     n_end);
     if (m_begin < m_end && n_begin < n_end)
       // B packed on first use must run m-outer: the first block of rows fills every panel.
       compute_block(kt, call, call.fills_packed_b || prefer_m_outer(blk, call, m_end - m_begin, n_end - n_begin), mine,
@@ -533,11 +553,10 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
     const GemmBlocking blk = packed_blocking(kt.gemm, K);
     float* packed = t_whole_b.get(packed_b_floats(blk, K, N));
     const bool on_first_use = fills_b_on_first_use(blk, K, N, trans);
-    if (!on_first_use) pack_b_threaded(kt, blk, K, N, B, ldb, trans, packed);
     run(kt, GemmCall{.M = M, .N = N, .K = K, .pack_a = pack_a, .A = A, .lda = lda, .C = C, .ldc = ldc,
                      .accumulate = beta == 1.0f, .epilogue = epilogue, .prepacked_b = packed, .packed_n = N,
-                     .b_packed_by_team = true, .fills_packed_b = on_first_use, .b = B, .ldb = ldb, .trans_b = trans,
-                     .blk = blk});
+                     .b_packed_by_team = true, .fills_packed_b = on_first_use, .packs_b_first = !on_first_use,
+                     .b = B, .ldb = ldb, .trans_b = trans, .blk = blk});
     return;
   }
   const bool copy_panels = in_place && copies_b_panels(kt.gemm, N, K, ldb);

@@ -333,12 +333,14 @@ TEST_P(GemmTest, ColumnSplitsWalkTheirRowsOutOfPhase) {
   set_num_threads(0);
 }
 
-TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
-  // With >= 512 rows and B not transposed, each thread's first block of rows copies B's panels
-  // into the packed buffer as it reads them in place, and the later blocks read the packing; with
-  // threads sharing panels (a row split: 3 threads on 4 panels, 4 on 6) B is packed up front
-  // instead. One, two and three K blocks, more than one NC block per thread, every epilogue,
-  // beta 1, a padded ldb, A packed and in place; 1-4 threads, bitwise equal.
+TEST_P(GemmTest, ManyRowsPackBOnceForTheWholeCall) {
+  // With >= 512 rows all of B is packed once per call. Not transposed, each thread's first block
+  // of rows copies B's panels into the packed buffer as it reads them in place, and the later
+  // blocks read the packing; transposed, each thread packs its own columns' panels before its
+  // tiles start, inside the region that computes. With threads sharing panels (a row split: 3
+  // threads on 4 panels, 4 on 6) B is packed up front instead. One, two and three K blocks, more
+  // than one NC block per thread, every epilogue, beta 1, a padded ldb, A packed and in place;
+  // 1-4 threads, bitwise equal.
   std::uint32_t seed = 700;
   struct Shape {
     i64 M, N, K, pad_b;
@@ -348,33 +350,36 @@ TEST_P(GemmTest, ManyRowsPackBWhileTheFirstRowsCompute) {
   for (const Shape& s : {Shape{517, 4 * blk().nr, 70, 0, 0.0f, Activation::none},
                          Shape{600, 6 * blk().nr, 769, 3, 1.0f, Activation::relu},
                          Shape{512, 4 * blk().nr, 1537, 0, 0.0f, Activation::gelu_erf},
-                         Shape{530, blk().nc + 2 * blk().nr, 90, 0, 1.0f, Activation::none}}) {
-    const i64 ldb = s.N + s.pad_b;
-    const auto A = random_vector(static_cast<std::size_t>(s.M * s.K), seed++);
-    const auto B = random_vector(static_cast<std::size_t>(s.K * ldb), seed++);
-    const auto bias = random_vector(static_cast<std::size_t>(s.N), seed++);
-    const auto C0 = random_vector(static_cast<std::size_t>(s.M * s.N), seed++);
-    const auto want = ref_gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C0.data(), s.N, s.beta,
-                               bias.data(), s.act);
-    const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(s.K));
-    const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(s.K)) + 1e-6;
-    std::vector<float> first;
-    for (ops::PackAPolicy a_policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
-      ops::set_gemm_pack_a_policy(a_policy);
-      for (int threads : {1, 2, 3, 4}) {
-        set_num_threads(threads);
-        std::vector<float> C = C0;
-        gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, Transpose::no, C.data(), s.N, s.beta, {bias.data(), s.act});
-        EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
-            << "M=" << s.M << " N=" << s.N << " K=" << s.K << ", " << threads << " threads";
-        if (first.empty()) first = C;
-        EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
-            << threads << " threads differ from 1 thread with A packed, M=" << s.M << " N=" << s.N << " K=" << s.K;
+                         Shape{530, blk().nc + 2 * blk().nr, 90, 0, 1.0f, Activation::none}})
+    for (Transpose t : {Transpose::no, Transpose::yes}) {
+      const bool trans = t == Transpose::yes;
+      const i64 ldb = (trans ? s.K : s.N) + s.pad_b;
+      const auto A = random_vector(static_cast<std::size_t>(s.M * s.K), seed++);
+      const auto B = random_vector(static_cast<std::size_t>((trans ? s.N : s.K) * ldb), seed++);
+      const auto bias = random_vector(static_cast<std::size_t>(s.N), seed++);
+      const auto C0 = random_vector(static_cast<std::size_t>(s.M * s.N), seed++);
+      const auto want =
+          ref_gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, t, C0.data(), s.N, s.beta, bias.data(), s.act);
+      const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(s.K));
+      const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(s.K)) + 1e-6;
+      std::vector<float> first;
+      for (ops::PackAPolicy a_policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
+        ops::set_gemm_pack_a_policy(a_policy);
+        for (int threads : {1, 2, 3, 4}) {
+          set_num_threads(threads);
+          std::vector<float> C = C0;
+          gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, t, C.data(), s.N, s.beta, {bias.data(), s.act});
+          EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
+              << "M=" << s.M << " N=" << s.N << " K=" << s.K << (trans ? " B^T" : " B") << ", " << threads
+              << " threads";
+          if (first.empty()) first = C;
+          EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
+              << threads << " threads differ from 1 thread with A packed, M=" << s.M << " N=" << s.N << " K=" << s.K;
+        }
       }
+      ops::set_gemm_pack_a_policy(ops::PackAPolicy::automatic);
+      set_num_threads(0);
     }
-    ops::set_gemm_pack_a_policy(ops::PackAPolicy::automatic);
-    set_num_threads(0);
-  }
 }
 
 TEST_P(GemmTest, ManyRowsAndPackingFromInsideAParallelRegionComputeEverything) {
