@@ -126,13 +126,17 @@ bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda, bool b_in_place = fa
 // Per call, B[K, N] is packed by each thread for the blocks it uses; that costs a load and a store
 // per element, against 2·M FLOPs per element of work. For few rows (M <= 256: ~7% at M = 128) the
 // micro-kernel reads B's rows in place instead, when it can: not transposed, and whole NR panels.
-bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, bool trans) {
+// So does any product whose B is one contiguous panel (N = ldb = NR: P·V with 64-wide heads on
+// AVX-512), which already is the packed layout: each thread packing its copy of it cost plain
+// `pv_s1024` (1024 x 64 x 1024) ~1-3%.
+bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, i64 ldb, bool trans) {
   switch (g_pack_b_policy.load()) {
     case ops::PackBPolicy::always: return false;
     case ops::PackBPolicy::never: return !trans && N % blk.nr == 0;
     case ops::PackBPolicy::automatic: break;
   }
-  return !trans && N % blk.nr == 0 && M <= 256;
+  const bool one_packed_panel = !trans && N == blk.nr && ldb == blk.nr;
+  return one_packed_panel || (!trans && N % blk.nr == 0 && M <= 256);
 }
 
 // Whether B read in place is copied panel by panel as the tiles compute (see macro in
@@ -547,7 +551,7 @@ void gemm(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb,
   const bool trans = trans_b == Transpose::yes;
   if (ldb < (trans ? K : N)) fail("gemm: ldb must be >= ", trans ? "K (" : "N (", trans ? K : N, "), got ", ldb);
   const KernelTable& kt = kernels::active();
-  const bool in_place = read_b_in_place(kt.gemm, M, N, trans), pack_a = should_pack_a(kt.gemm, N, lda, in_place);
+  const bool in_place = read_b_in_place(kt.gemm, M, N, ldb, trans), pack_a = should_pack_a(kt.gemm, N, lda, in_place);
   if (!in_place && packs_whole_b(kt.gemm, M, N)) {
     // Many rows: pack all of op(B) once, as pack_matrix() would, and run the prepacked path.
     const GemmBlocking blk = packed_blocking(kt.gemm, K);

@@ -333,6 +333,40 @@ TEST_P(GemmTest, ColumnSplitsWalkTheirRowsOutOfPhase) {
   set_num_threads(0);
 }
 
+// B that is one contiguous panel (N = ldb = NR) already has the packed layout and is read in
+// place at any M under the automatic policy (run_case forces packing on and off instead): every
+// epilogue, beta 1, one and two K blocks, 1-3 threads against the reference, bitwise equal; a
+// padded ldb (packed as usual) beside it.
+TEST_P(GemmTest, OneContiguousPanelOfBIsReadAsItIs) {
+  std::uint32_t seed = 900;
+  const i64 N = blk().nr;
+  for (i64 M : {i64{300}, i64{1031}})
+    for (i64 K : {i64{200}, i64{1100}})
+      for (i64 pad_b : {i64{0}, i64{3}}) {
+        const i64 ldb = N + pad_b;
+        const auto A = random_vector(static_cast<std::size_t>(M * K), seed++);
+        const auto B = random_vector(static_cast<std::size_t>(K * ldb), seed++);
+        const auto bias = random_vector(static_cast<std::size_t>(N), seed++);
+        const auto C0 = random_vector(static_cast<std::size_t>(M * N), seed++);
+        const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), ldb, Transpose::no, C0.data(), N, 1.0f, bias.data(),
+                                   Activation::relu);
+        const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(K));
+        const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(K)) + 1e-6;
+        std::vector<float> first;
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          std::vector<float> C = C0;
+          gemm(M, N, K, A.data(), K, B.data(), ldb, Transpose::no, C.data(), N, 1.0f, {bias.data(), Activation::relu});
+          EXPECT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol, rel_tol))
+              << "M=" << M << " K=" << K << " ldb=" << ldb << ", " << threads << " threads";
+          if (first.empty()) first = C;
+          EXPECT_EQ(0, std::memcmp(first.data(), C.data(), C.size() * sizeof(float)))
+              << threads << " threads differ from 1, M=" << M << " K=" << K << " ldb=" << ldb;
+        }
+        set_num_threads(0);
+      }
+}
+
 TEST_P(GemmTest, ManyRowsPackBOnceForTheWholeCall) {
   // With >= 512 rows all of B is packed once per call. Not transposed, each thread's first block
   // of rows copies B's panels into the packed buffer as it reads them in place, and the later
