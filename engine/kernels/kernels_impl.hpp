@@ -416,14 +416,23 @@ struct Gemm {
 
     if (!store.epilogue || (bias == nullptr && store.activation == Activation::none)) {
       // The common store (every K block but the last): kept apart from the epilogue so that the
-      // accumulators are not spilled around the activation code.
+      // accumulators are not spilled around the activation code. One branch for the whole tile:
+      // tested per vector, `store.accumulate` was re-read from memory after every store to C
+      // (which GCC could not prove leaves it alone), a load, compare and branch per vector.
+      if (store.accumulate) {
+#pragma GCC unroll 16
+        for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+          for (int v = 0; v < VECS; ++v) {
+            float* dst = c + i * ldc + v * W;
+            (acc[i][v] + B::load_unaligned(dst)).store_unaligned(dst);
+          }
+        return;
+      }
 #pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < VECS; ++v) {
-          float* dst = c + i * ldc + v * W;
-          (store.accumulate ? acc[i][v] + B::load_unaligned(dst) : acc[i][v]).store_unaligned(dst);
-        }
+        for (int v = 0; v < VECS; ++v) acc[i][v].store_unaligned(c + i * ldc + v * W);
       return;
     }
     // The epilogue: bias, then ReLU inline (one max). macro() applies every other activation to
