@@ -123,6 +123,9 @@ bool should_pack_a(const GemmBlocking& blk, i64 N, i64 lda, bool b_in_place = fa
   return distinct_sets < blk.mr;  // some of a tile's rows share a set
 }
 
+// B[K, N] with N = ldb = NR is one contiguous panel: it already has the packed layout.
+bool is_one_packed_panel(const GemmBlocking& blk, i64 N, i64 ldb) { return N == blk.nr && ldb == blk.nr; }
+
 // Per call, B[K, N] is packed by each thread for the blocks it uses; that costs a load and a store
 // per element, against 2·M FLOPs per element of work. For few rows (M <= 256: ~7% at M = 128) the
 // micro-kernel reads B's rows in place instead, when it can: not transposed, and whole NR panels.
@@ -135,8 +138,7 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, i64 ldb, bool trans)
     case ops::PackBPolicy::never: return !trans && N % blk.nr == 0;
     case ops::PackBPolicy::automatic: break;
   }
-  const bool one_packed_panel = !trans && N == blk.nr && ldb == blk.nr;
-  return one_packed_panel || (!trans && N % blk.nr == 0 && M <= 256);
+  return !trans && (is_one_packed_panel(blk, N, ldb) || (N % blk.nr == 0 && M <= 256));
 }
 
 // Whether B read in place is copied panel by panel as the tiles compute (see macro in
@@ -151,8 +153,7 @@ bool read_b_in_place(const GemmBlocking& blk, i64 M, i64 N, i64 ldb, bool trans)
 // NR), which already is the packed layout (P·V on contiguous V, K 2048-4096: 3-4% slower copied).
 constexpr i64 kCopyPanelsMinBFloats = i64{1} << 17;
 bool copies_b_panels(const GemmBlocking& blk, i64 N, i64 K, i64 ldb) {
-  const bool one_packed_panel = N == blk.nr && ldb == blk.nr;
-  return K * N >= kCopyPanelsMinBFloats && !one_packed_panel;
+  return K * N >= kCopyPanelsMinBFloats && !is_one_packed_panel(blk, N, ldb);
 }
 
 // The blocking of a plain product. Copied panels take a prepacked weight's K blocks (768 rows).
@@ -206,10 +207,8 @@ const float* panel_at(const float* packed, const GemmBlocking& blk, i64 K, i64 N
   return packed + k0 * panels * blk.nr + (n0 / blk.nr) * kcb * blk.nr;
 }
 
-// Packs all of op(B) into `out`: split across the team of the parallel region it is called from
-// when team_shares_it, else all on the calling thread (which may be one thread of somebody else's
-// parallel region: a work-sharing loop there would bind to that region and split, or hang).
-// Packs rows [k0, k0 + kcb) x columns [n0, n_end) of op(B) (n0 a multiple of NR) into their place in `out`.
+// Packs the K block starting at k0, columns [n0, n_end) of op(B) (n0 a multiple of NR), into
+// their place in `out`.
 void pack_b_piece(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, const float* B, i64 ldb, bool trans,
                   float* out, i64 k0, i64 n0, i64 n_end) {
   const i64 kcb = std::min<i64>(blk.kc, K - k0);
@@ -217,6 +216,9 @@ void pack_b_piece(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, 
   kt.pack_b(kcb, n_end - n0, src, ldb, trans, const_cast<float*>(panel_at(out, blk, K, N, k0, n0)));
 }
 
+// Packs all of op(B) into `out`: split across the team of the parallel region it is called from
+// when team_shares_it, else all on the calling thread (which may be one thread of somebody else's
+// parallel region: a work-sharing loop there would bind to that region and split, or hang).
 void pack_b_all(const KernelTable& kt, const GemmBlocking& blk, i64 K, i64 N, const float* B, i64 ldb, bool trans,
                 float* out, bool team_shares_it) {
   const i64 kblocks = ceil_div(K, blk.kc);
@@ -476,9 +478,9 @@ void run(const KernelTable& kt, const GemmCall& requested) {
     // Each thread packs the panels it alone uses (grid.tm == 1 here), in the region that then
     // computes with them: no parallel region and barrier of their own.
     if (call.packs_b_first && n_begin < n_end)
-      for (i64 k0 = 0; k0 < g.K; k0 += blk.kc)
-        pack_b_piece(kt, blk, g.K, g.N, g.b, g.ldb, g.trans_b, const_cast<float*>(call.prepacked_b), k0, n_begin,
-                     n_end);
+      for (i64 k0 = 0; k0 < call.K; k0 += blk.kc)
+        pack_b_piece(kt, blk, call.K, call.N, call.b, call.ldb, call.trans_b, const_cast<float*>(call.prepacked_b), k0,
+                     n_begin, n_end);
     if (m_begin < m_end && n_begin < n_end)
       // B packed on first use must run m-outer: the first block of rows fills every panel.
       compute_block(kt, call, call.fills_packed_b || prefer_m_outer(blk, call, m_end - m_begin, n_end - n_begin), mine,
