@@ -43,6 +43,10 @@ std::string describe(const GemmCase& c) {
          (c.b_offset >= 0 ? " B " + std::to_string(c.b_offset) + " floats past a line" : "");
 }
 
+// The tolerance of the header comment, for a length-K dot product.
+double abs_tol_for(i64 K) { return 4e-6 * std::sqrt(static_cast<double>(K)); }
+double rel_tol_for(i64 K) { return 2e-6 * std::sqrt(static_cast<double>(K)) + 1e-6; }
+
 void run_case_once(const GemmCase& c, std::uint32_t seed);
 
 // Every case runs four times: A packed or read in place, B packed or read in place (when it can be).
@@ -89,8 +93,8 @@ void run_case_once(const GemmCase& c, std::uint32_t seed) {
   } else {
     gemm(c.M, c.N, c.K, A.data(), lda, B, ldb, c.trans, C.data(), ldc, c.beta, ep);
   }
-  const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(c.K));
-  const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(c.K)) + 1e-6;
+  const double abs_tol = abs_tol_for(c.K);
+  const double rel_tol = rel_tol_for(c.K);
   std::vector<float> got(static_cast<std::size_t>(c.M * c.N));
   for (i64 i = 0; i < c.M; ++i)
     for (i64 j = 0; j < c.N; ++j) got[static_cast<std::size_t>(i * c.N + j)] = C[static_cast<std::size_t>(i * ldc + j)];
@@ -282,8 +286,7 @@ TEST_P(GemmTest, ProductsOnTheFirstColumnsOfACallersPacking) {
         const auto want = ref_gemm(M, N, K, A.data(), lda, B.data(), ldb, t, nullptr, N, 0.0f, nullptr, Activation::none);
         std::vector<float> C(static_cast<std::size_t>(M * N), -7.0f);
         ops::gemm_packed_columns(M, N, K, A.data(), lda, packed.data(), packed_n, C.data(), N);
-        ASSERT_TRUE(all_close(C.data(), want.data(), want.size(), 4e-6 * std::sqrt(static_cast<double>(K)),
-                              2e-6 * std::sqrt(static_cast<double>(K)) + 1e-6))
+        ASSERT_TRUE(all_close(C.data(), want.data(), want.size(), abs_tol_for(K), rel_tol_for(K)))
             << "K=" << K << " N=" << N << (t == Transpose::yes ? " B^T" : " B");
       }
       std::vector<float> C(static_cast<std::size_t>(M * (packed_n + 1)));
@@ -350,8 +353,8 @@ TEST_P(GemmTest, OneContiguousPanelOfBIsReadAsItIs) {
         const auto C0 = random_vector(static_cast<std::size_t>(M * N), seed++);
         const auto want = ref_gemm(M, N, K, A.data(), K, B.data(), ldb, Transpose::no, C0.data(), N, 1.0f, bias.data(),
                                    Activation::relu);
-        const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(K));
-        const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(K)) + 1e-6;
+        const double abs_tol = abs_tol_for(K);
+        const double rel_tol = rel_tol_for(K);
         std::vector<float> first;
         for (int threads : {1, 2, 3}) {
           set_num_threads(threads);
@@ -394,8 +397,8 @@ TEST_P(GemmTest, ManyRowsPackBOnceForTheWholeCall) {
       const auto C0 = random_vector(static_cast<std::size_t>(s.M * s.N), seed++);
       const auto want =
           ref_gemm(s.M, s.N, s.K, A.data(), s.K, B.data(), ldb, t, C0.data(), s.N, s.beta, bias.data(), s.act);
-      const double abs_tol = 4e-6 * std::sqrt(static_cast<double>(s.K));
-      const double rel_tol = 2e-6 * std::sqrt(static_cast<double>(s.K)) + 1e-6;
+      const double abs_tol = abs_tol_for(s.K);
+      const double rel_tol = rel_tol_for(s.K);
       std::vector<float> first;
       for (ops::PackAPolicy a_policy : {ops::PackAPolicy::always, ops::PackAPolicy::never}) {
         ops::set_gemm_pack_a_policy(a_policy);
